@@ -1,0 +1,3 @@
+from pinc.cli import main
+
+main()

@@ -1,0 +1,350 @@
+"""AMI wire protocol, sans-IO (the h11 model): bytes in, typed messages out.
+
+No sockets, no clock, no globals. ``AMIConnection.feed(data)`` buffers bytes;
+``next_message()`` returns the next complete message, ``NEED_DATA`` when more bytes
+are needed, or raises :class:`RemoteProtocolError` when the peer broke the protocol.
+After a remote error the connection stays broken for good: the transport drops it
+and starts a new one.
+
+Framing happens on bytes; text is decoded only after a whole message is framed, so
+a UTF-8 character split across two reads survives, and invalid UTF-8 is replaced
+rather than fatal.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Final
+
+BANNER_PREFIX: Final = "Asterisk Call Manager/"
+MAX_LINE: Final = 64 * 1024
+MAX_MESSAGE: Final = 1024 * 1024
+MAX_HEADERS: Final = 1000
+END_COMMAND: Final = b"--END COMMAND--"
+
+
+class ProtocolError(Exception):
+    """Base of the AMI protocol errors."""
+
+    def __init__(self, message: str, offset: int | None = None) -> None:
+        super().__init__(message if offset is None else f"{message} (at byte {offset})")
+        self.offset = offset
+
+
+class RemoteProtocolError(ProtocolError):
+    """Asterisk (or whatever is on the other end) sent bytes that are not AMI."""
+
+
+class LocalProtocolError(ProtocolError):
+    """We were asked to send something AMI cannot carry safely (e.g. CR/LF in a value)."""
+
+
+class Kind(enum.Enum):
+    EVENT = "event"  # has Event: (classified first: OriginateResponse also has Response:)
+    RESPONSE = "response"  # Response: Success|Error|Goodbye|Follows
+    OTHER = "other"  # neither; kept rather than dropped
+
+
+class _NeedData(enum.Enum):
+    NEED_DATA = "NEED_DATA"
+
+
+NEED_DATA: Final = _NeedData.NEED_DATA
+
+
+@dataclass(frozen=True, slots=True)
+class Banner:
+    """The first line Asterisk sends: ``Asterisk Call Manager/<AMI version>``."""
+
+    version: str
+    offset: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One AMI message. ``headers`` keeps every line in order (repeats included);
+    ``fields`` maps each key to its last value for fast lookups."""
+
+    kind: Kind
+    name: str  # the Event name, or the Response value
+    headers: tuple[tuple[str, str], ...]
+    fields: Mapping[str, str]
+    offset: int = 0  # byte offset of the message in the stream
+    output: tuple[str, ...] = field(default=())  # Command output lines, either format
+
+    def get(self, key: str, default: str = "") -> str:
+        return self.fields.get(key, default)
+
+    def __getitem__(self, key: str) -> str:
+        return self.fields[key]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.fields
+
+    def get_all(self, key: str) -> list[str]:
+        """Every value of a repeated key (``ChanVariable``, ``Output``), in order."""
+        return [v for k, v in self.headers if k == key]
+
+    def chan_variables(self, prefix: str = "") -> dict[str, str]:
+        """``ChanVariable`` (or ``<prefix>ChanVariable``) lines as a dict."""
+        out: dict[str, str] = {}
+        for value in self.get_all(prefix + "ChanVariable"):
+            k, _, v = value.partition("=")
+            out[k] = v
+        return out
+
+    @property
+    def action_id(self) -> str:
+        return self.fields.get("ActionID", "")
+
+    @property
+    def is_event(self) -> bool:
+        return self.kind is Kind.EVENT
+
+    def to_bytes(self) -> bytes:
+        """The message as Asterisk would write it (used by fakes and the demo PBX)."""
+        return encode_headers(self.headers)
+
+
+def _split_header(line: str) -> tuple[str, str]:
+    key, sep, value = line.partition(":")
+    if not sep:
+        return line, ""
+    return key, value[1:] if value[:1] == " " else value
+
+
+def parse_block(text: str, offset: int = 0) -> Message:
+    """Turn the text of one framed message (no terminating blank line) into a Message."""
+    if "\r" in text:
+        text = text.replace("\r\n", "\n")
+    lines = text.split("\n")
+    headers = tuple(map(_split_header, lines))
+    fields = dict(headers)
+    if "Event" in fields:
+        return Message(Kind.EVENT, fields["Event"], headers, fields, offset)
+    if "Response" in fields:
+        output = tuple(v for k, v in headers if k == "Output")
+        return Message(Kind.RESPONSE, fields["Response"], headers, fields, offset, output)
+    return Message(Kind.OTHER, "", headers, fields, offset)
+
+
+def _parse_follows(raw: bytes, offset: int) -> Message:
+    """Asterisk <= 13 Command reply: headers, then raw CLI text up to --END COMMAND--."""
+    text = raw.decode("utf-8", errors="replace").replace("\r\n", "\n")
+    body_end = text.rfind(END_COMMAND.decode())
+    text = text[:body_end]
+    headers: list[tuple[str, str]] = []
+    rest = text
+    # Header lines come first; the first line that is not "Key: value" starts the output.
+    while rest:
+        line, nl, tail = rest.partition("\n")
+        key, sep, _ = line.partition(":")
+        if not sep or " " in key or key not in ("Response", "Privilege", "ActionID", "Message"):
+            break
+        headers.append(_split_header(line))
+        rest = tail if nl else ""
+    output = tuple(rest.rstrip("\n").split("\n")) if rest.strip("\n") else ()
+    headers.extend(("Output", line) for line in output)
+    fields = dict(headers)
+    return Message(Kind.RESPONSE, "Follows", tuple(headers), fields, offset, output)
+
+
+class AMIConnection:
+    """The client side of one AMI session's byte stream.
+
+    >>> conn = AMIConnection()
+    >>> conn.feed(b"Asterisk Call Manager/11.0.0\\r\\nResponse: Success\\r\\n\\r\\n")
+    >>> conn.next_message()
+    Banner(version='11.0.0', offset=0)
+    """
+
+    def __init__(
+        self,
+        *,
+        max_line: int = MAX_LINE,
+        max_message: int = MAX_MESSAGE,
+        max_headers: int = MAX_HEADERS,
+        expect_banner: bool = True,
+    ) -> None:
+        self._buf = bytearray()
+        self._start = 0  # where the next message starts in _buf
+        self._scan = 0  # how far the current message was searched for its end
+        self._consumed = 0  # bytes dropped from the front of _buf so far
+        self._expect_banner = expect_banner
+        self._error: RemoteProtocolError | None = None
+        self.max_line = max_line
+        self.max_message = max_message
+        self.max_headers = max_headers
+        self.banner: Banner | None = None
+
+    @property
+    def offset(self) -> int:
+        """Stream offset of the first byte not yet returned as a message."""
+        return self._consumed + self._start
+
+    def feed(self, data: bytes) -> None:
+        if self._start > 65536 and self._start > len(self._buf) // 2:
+            del self._buf[: self._start]
+            self._scan -= self._start
+            self._consumed += self._start
+            self._start = 0
+        self._buf += data
+
+    def _fail(self, message: str, offset: int) -> RemoteProtocolError:
+        self._error = RemoteProtocolError(message, offset)
+        return self._error
+
+    def next_message(self) -> Banner | Message | _NeedData:
+        if self._error is not None:
+            raise self._error
+        buf = self._buf
+        start = self._start
+        if self._expect_banner:
+            nl = buf.find(b"\n", start)
+            if nl < 0:
+                if len(buf) - start > 256 or (
+                    len(buf) > start
+                    and not BANNER_PREFIX.encode().startswith(
+                        bytes(buf[start : start + len(BANNER_PREFIX)])
+                    )
+                ):
+                    raise self._fail("not an AMI banner", self.offset)
+                return NEED_DATA
+            line = bytes(buf[start:nl]).rstrip(b"\r").decode("utf-8", errors="replace")
+            if not line.startswith(BANNER_PREFIX):
+                raise self._fail(f"not an AMI banner: {line[:80]!r}", self.offset)
+            banner = Banner(line[len(BANNER_PREFIX) :], self.offset)
+            self._start = self._scan = nl + 1
+            self._expect_banner = False
+            self.banner = banner
+            return banner
+
+        # Skip stray blank lines between messages (seen from some Asterisk versions).
+        while start < len(buf) and buf[start] in (0x0D, 0x0A):
+            if buf[start] == 0x0D and start + 1 >= len(buf):
+                return NEED_DATA
+            start += 1
+        if start != self._start:
+            self._start = start
+            self._scan = max(self._scan, start)
+        if start >= len(buf):
+            return NEED_DATA
+
+        if buf.startswith(b"Response: Follows", start):
+            return self._next_follows()
+
+        scan = max(self._scan, start)
+        end_lf = buf.find(b"\n\n", scan)
+        end_crlf = buf.find(b"\n\r\n", scan)
+        if end_lf < 0 and end_crlf < 0:
+            self._check_limits(start)
+            # Resume the search a little before the end: a terminator may straddle reads.
+            self._scan = max(start, len(buf) - 2)
+            return NEED_DATA
+        if end_lf < 0 or (0 <= end_crlf < end_lf):
+            end, skip = end_crlf, 3
+        else:
+            end, skip = end_lf, 2
+        if end - start > self.max_message:
+            raise self._fail(f"message longer than {self.max_message} bytes", self.offset)
+        raw = bytes(buf[start:end])
+        if b"\x00" in raw:
+            raise self._fail("NUL byte in an AMI message", self.offset + raw.index(b"\x00"))
+        offset = self.offset
+        self._start = self._scan = end + skip
+        text = raw.decode("utf-8", errors="replace")
+        if text.count("\n") >= self.max_headers:
+            raise self._fail(f"message with more than {self.max_headers} headers", offset)
+        if len(text) > self.max_line and max(map(len, text.split("\n"))) > self.max_line:
+            raise self._fail(f"line longer than {self.max_line} bytes", offset)
+        return parse_block(text, offset)
+
+    def _check_limits(self, start: int) -> None:
+        buf = self._buf
+        pending = len(buf) - start
+        if pending > self.max_message:
+            raise self._fail(f"message longer than {self.max_message} bytes", self.offset)
+        last_nl = buf.rfind(b"\n", start)
+        line_len = len(buf) - (last_nl + 1 if last_nl >= 0 else start)
+        if line_len > self.max_line:
+            raise self._fail(f"line longer than {self.max_line} bytes", self.offset)
+        if buf.count(b"\n", start) >= self.max_headers:
+            raise self._fail(f"message with more than {self.max_headers} headers", self.offset)
+
+    def _next_follows(self) -> Message | _NeedData:
+        buf = self._buf
+        start = self._start
+        idx = buf.find(END_COMMAND, max(self._scan, start))
+        if idx < 0:
+            if len(buf) - start > self.max_message:
+                raise self._fail(
+                    f"Command output longer than {self.max_message} bytes", self.offset
+                )
+            self._scan = max(start, len(buf) - len(END_COMMAND))
+            return NEED_DATA
+        after = idx + len(END_COMMAND)
+        # --END COMMAND--\r\n\r\n (or bare LF); wait for the blank line.
+        m_end = buf.find(b"\n", after)
+        if m_end < 0:
+            return NEED_DATA
+        blank = m_end + 1
+        if blank < len(buf) and buf[blank] == 0x0D:
+            blank += 1
+        if blank >= len(buf):
+            return NEED_DATA
+        if buf[blank] == 0x0A:
+            blank += 1
+        offset = self.offset
+        raw = bytes(buf[start:after])
+        self._start = self._scan = blank
+        return _parse_follows(raw, offset)
+
+    def messages(self) -> Iterator[Banner | Message]:
+        """Every complete message buffered so far."""
+        while True:
+            msg = self.next_message()
+            if msg is NEED_DATA:
+                return
+            yield msg
+
+
+def _check_value(text: str, what: str) -> None:
+    if "\r" in text or "\n" in text:
+        raise LocalProtocolError(f"{what} holds CR or LF: refused (header injection)")
+
+
+def encode_headers(headers: Iterable[tuple[str, str]]) -> bytes:
+    parts = []
+    for key, value in headers:
+        parts.append(f"{key}: {value}\r\n")
+    parts.append("\r\n")
+    return "".join(parts).encode("utf-8")
+
+
+def encode_action(
+    action: str,
+    fields: Mapping[str, str | int | Iterable[str]] | Iterable[tuple[str, str]] = (),
+    *,
+    action_id: str,
+) -> bytes:
+    """Encode an action. Repeatable keys (``Variable``) take a list of values.
+
+    Any key or value holding CR or LF raises :class:`LocalProtocolError`: nothing a
+    caller passes can add a header line of its own.
+    """
+    if not action_id:
+        raise LocalProtocolError("every action needs an ActionID")
+    items: Iterable[tuple[str, object]]
+    items = fields.items() if isinstance(fields, Mapping) else fields
+    headers: list[tuple[str, str]] = [("Action", action), ("ActionID", action_id)]
+    for key, value in items:
+        values = [value] if isinstance(value, (str, int)) else list(value)
+        for v in values:
+            headers.append((key, str(v)))
+    for key, value in headers:
+        if not key or ":" in key or not key.isprintable():
+            raise LocalProtocolError(f"bad AMI header name {key!r}")
+        _check_value(value, f"value of {key}")
+    return encode_headers(headers)

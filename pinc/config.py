@@ -1,0 +1,340 @@
+"""Configuration: one TOML file plus ``PINC_<SECTION>_<KEY>`` environment overrides.
+
+Every section is a frozen dataclass; every key has a default that works on a stock
+Asterisk host. Errors name the file, the key and what was expected, so an
+administrator can fix them without reading the source.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, get_origin, get_type_hints
+
+DEFAULT_CONFIG_PATH = Path("/etc/pinc/pinc.toml")
+SECRET_KEYS = frozenset({"secret", "token", "access_key"})
+
+
+class ConfigError(Exception):
+    """A configuration value is missing, of the wrong type or out of range."""
+
+
+@dataclass(frozen=True)
+class AmiConfig:
+    host: str = "127.0.0.1"
+    port: int = 5038
+    username: str = "pinc"
+    secret: str = ""
+    auth: str = "md5"  # "md5" (challenge) or "plain"
+    events: str = "call,cdr,agent,dialplan"  # the Events: classes asked for at login
+    filters: tuple[str, ...] = ()  # server-side Filter regexes (Action: Filter)
+    connect_timeout: float = 5.0
+    action_timeout: float = 10.0
+    ping_interval: float = 20.0
+    ping_timeout: float = 10.0
+    reconnect_min: float = 0.5
+    reconnect_max: float = 30.0
+    queue_size: int = 10_000  # bound of the event channel to consumers
+
+
+@dataclass(frozen=True)
+class PbxConfig:
+    extension_pattern: str = r"^\d{2,5}$"
+    trunk_contexts: tuple[str, ...] = ("from-trunk",)
+    internal_contexts: tuple[str, ...] = ("from-internal",)
+    recordings_dir: str = "/var/spool/asterisk/monitor"
+    recording_cdr_field: str = "RecordingFile"  # a cdr_manager.conf mapping, if any
+    originate_channel: str = "PJSIP/{ext}"
+    originate_context: str = "from-internal"
+    originate_timeout: float = 30.0
+    stale_call_seconds: int = 4 * 3600  # a call with no event this long is closed
+
+
+@dataclass(frozen=True)
+class JournalConfig:
+    path: str = ""  # empty: /var/lib/pinc/pinc.db if writable, else ./pinc-data/pinc.db
+    batch_ms: int = 5
+    batch_max: int = 300
+    max_pending: int = 100_000  # changes held in memory while the disk refuses writes
+    events_retention_days: int = 90
+    calls_retention_days: int = 0  # 0 keeps calls forever
+
+
+@dataclass(frozen=True)
+class WebConfig:
+    listen: str = "0.0.0.0:8099"
+    public_url: str = ""
+    token: str = ""  # bearer token for /api, /ws, / ; empty: generated at first start
+    ws_queue: int = 256  # per websocket client; a client that falls this far behind is dropped
+    metrics_public: bool = False  # /metrics without a token from any address
+    max_body: int = 65_536
+
+
+@dataclass(frozen=True)
+class AgiConfig:
+    listen: str = "127.0.0.1:4573"
+    session_timeout: float = 3.0
+    read_timeout: float = 2.0
+    max_sessions: int = 1000
+    var_responsible: str = "PINC_RESPONSIBLE"
+    var_user: str = "PINC_RESPONSIBLE_USER"
+    var_customer: str = "PINC_CUSTOMER_NAME"
+
+
+@dataclass(frozen=True)
+class CrmConfig:
+    profile: str = "vtiger"  # "vtiger" or "salesplatform"
+    url: str = ""  # empty: run without a CRM
+    secret: str = ""  # vtiger PBXManager secret key (callbacks, /makecall, /recording)
+    username: str = ""  # webservice integration user
+    access_key: str = ""
+    timezone: str = "UTC"
+    number_format: str = "digits"  # "digits", "national" (10 digits), "plus" (+E.164)
+    timeout: float = 10.0
+    concurrency: int = 8
+    retry_min: float = 1.0
+    retry_max: float = 300.0
+    dead_letter_hours: float = 72.0
+
+
+@dataclass(frozen=True)
+class RoutingConfig:
+    deadline: float = 1.0
+    cache_ttl: float = 300.0
+    negative_ttl: float = 60.0
+    journal_fallback_days: int = 30  # 0: never answer from the journal
+    country_code: str = "7"
+    trunk_prefix: str = "8"
+    national_length: int = 10
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    level: str = "info"
+    file: str = ""  # empty: standard error
+
+
+@dataclass(frozen=True)
+class Config:
+    ami: AmiConfig = field(default_factory=AmiConfig)
+    pbx: PbxConfig = field(default_factory=PbxConfig)
+    journal: JournalConfig = field(default_factory=JournalConfig)
+    web: WebConfig = field(default_factory=WebConfig)
+    agi: AgiConfig = field(default_factory=AgiConfig)
+    crm: CrmConfig = field(default_factory=CrmConfig)
+    routing: RoutingConfig = field(default_factory=RoutingConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+    source: str = "(defaults)"  # where the configuration came from
+
+    def journal_path(self) -> Path:
+        """The effective journal file."""
+        if self.journal.path:
+            return Path(self.journal.path)
+        system = Path("/var/lib/pinc")
+        if system.is_dir() and os.access(system, os.W_OK):
+            return system / "pinc.db"
+        return Path("pinc-data") / "pinc.db"
+
+    def as_dict(self, *, masked: bool = True) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        for name in SECTIONS:
+            section = getattr(self, name)
+            values: dict[str, Any] = {}
+            for f in fields(section):
+                value = getattr(section, f.name)
+                if masked and f.name in SECRET_KEYS and value:
+                    value = "********"
+                if isinstance(value, tuple):
+                    value = list(value)
+                values[f.name] = value
+            out[name] = values
+        return out
+
+    def secrets(self) -> list[str]:
+        """Every secret value set, for log scrubbing and tests."""
+        found = [
+            getattr(getattr(self, name), f.name)
+            for name in SECTIONS
+            for f in fields(getattr(self, name))
+            if f.name in SECRET_KEYS
+        ]
+        return [s for s in found if s]
+
+
+SECTIONS: dict[str, type[Any]] = {
+    "ami": AmiConfig,
+    "pbx": PbxConfig,
+    "journal": JournalConfig,
+    "web": WebConfig,
+    "agi": AgiConfig,
+    "crm": CrmConfig,
+    "routing": RoutingConfig,
+    "log": LogConfig,
+}
+
+_CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
+    ("ami", "auth"): ("md5", "plain"),
+    ("crm", "profile"): ("vtiger", "salesplatform"),
+    ("crm", "number_format"): ("digits", "national", "plus"),
+    ("log", "level"): ("debug", "info", "warning", "error"),
+}
+
+
+def _type_name(tp: Any) -> str:
+    if get_origin(tp) is tuple:
+        return "a list of strings"
+    return {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(
+        tp, str(tp)
+    )
+
+
+def _coerce(where: str, key: str, tp: Any, value: Any, *, from_env: bool) -> Any:
+    """Convert one raw value to the declared type, or raise ConfigError naming the key."""
+    expected = _type_name(tp)
+    if from_env and isinstance(value, str):
+        try:
+            if tp is bool:
+                low = value.strip().lower()
+                if low in ("1", "true", "yes", "on"):
+                    return True
+                if low in ("0", "false", "no", "off", ""):
+                    return False
+                raise ValueError(value)
+            if tp is int:
+                return int(value)
+            if tp is float:
+                return float(value)
+            if get_origin(tp) is tuple:
+                return tuple(part.strip() for part in value.split(",") if part.strip())
+            return value
+        except ValueError:
+            raise ConfigError(f"{where}: {key} must be {expected}, got {value!r}") from None
+    if get_origin(tp) is tuple:
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return tuple(value)
+        raise ConfigError(f"{where}: {key} must be {expected}, got {value!r}")
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp is int and isinstance(value, bool):
+        raise ConfigError(f"{where}: {key} must be {expected}, got {value!r}")
+    if not isinstance(value, tp):
+        raise ConfigError(f"{where}: {key} must be {expected}, got {value!r}")
+    return value
+
+
+def _validate(where: str, section: str, key: str, value: Any) -> None:
+    choices = _CHOICES.get((section, key))
+    if choices is not None and value not in choices:
+        raise ConfigError(
+            f"{where}: {section}.{key} must be one of {', '.join(choices)}, got {value!r}"
+        )
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
+        raise ConfigError(f"{where}: {section}.{key} must not be negative, got {value!r}")
+    if key == "port" and isinstance(value, int) and not 0 < value < 65536:
+        raise ConfigError(f"{where}: {section}.{key} must be a TCP port (1-65535), got {value!r}")
+    if key == "listen":
+        parse_listen(value, where=f"{where}: {section}.{key}")
+    if key == "extension_pattern":
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ConfigError(f"{where}: {section}.{key} is not a valid regex: {exc}") from None
+    if key in ("url", "public_url") and value and not re.match(r"^https?://[^\s/]+", value):
+        raise ConfigError(f"{where}: {section}.{key} must be an http(s):// URL, got {value!r}")
+    if key == "timezone" and value:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ConfigError(
+                f"{where}: {section}.{key} must be an IANA time zone such as Europe/Moscow, "
+                f"got {value!r}"
+            ) from None
+
+
+def parse_listen(value: str, *, where: str = "listen") -> tuple[str, int]:
+    """``host:port`` (``[::1]:port`` for IPv6) into its parts."""
+    m = re.fullmatch(r"\[?([^\[\]]*?)\]?:(\d{1,5})", value.strip())
+    if not m or not 0 <= int(m.group(2)) < 65536:
+        raise ConfigError(f"{where} must be host:port such as 127.0.0.1:4573, got {value!r}")
+    return m.group(1) or "0.0.0.0", int(m.group(2))
+
+
+def load_config(
+    path: str | Path | None = None,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Mapping[str, Any]] | None = None,
+) -> Config:
+    """Load the configuration.
+
+    ``path`` None means the default file if it exists, else built-in defaults.
+    ``overrides`` (section -> key -> value) win over the file and the environment;
+    the CLI and tests use them.
+    """
+    env = os.environ if env is None else env
+    raw: dict[str, Any] = {}
+    source = "(defaults)"
+    if path is None and DEFAULT_CONFIG_PATH.exists():
+        path = DEFAULT_CONFIG_PATH
+    if path is not None:
+        p = Path(path)
+        source = str(p)
+        try:
+            raw = tomllib.loads(p.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"{p}: no such file (create one with `pinc init {p}`)") from None
+        except PermissionError:
+            raise ConfigError(f"{p}: permission denied (pinc needs to read it)") from None
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{p}: not valid TOML: {exc}") from None
+
+    for name in raw:
+        if name not in SECTIONS:
+            raise ConfigError(f"{source}: unknown section [{name}] (known: {', '.join(SECTIONS)})")
+    sections: dict[str, Any] = {}
+    for name, cls in SECTIONS.items():
+        hints = get_type_hints(cls)
+        values: dict[str, Any] = {}
+        table = raw.get(name, {})
+        if not isinstance(table, dict):
+            raise ConfigError(f"{source}: [{name}] must be a table")
+        known = {f.name for f in fields(cls)}
+        for key, value in table.items():
+            if key not in known:
+                raise ConfigError(
+                    f"{source}: unknown key {name}.{key} (known: {', '.join(sorted(known))})"
+                )
+            values[key] = _coerce(source, f"{name}.{key}", hints[key], value, from_env=False)
+        for key in known:
+            env_name = f"PINC_{name.upper()}_{key.upper()}"
+            if env_name in env:
+                values[key] = _coerce(
+                    f"environment {env_name}",
+                    f"{name}.{key}",
+                    hints[key],
+                    env[env_name],
+                    from_env=True,
+                )
+        for key, value in (overrides or {}).get(name, {}).items():
+            if key not in known:
+                raise ConfigError(f"override: unknown key {name}.{key}")
+            values[key] = _coerce("override", f"{name}.{key}", hints[key], value, from_env=False)
+        for key, value in values.items():
+            _validate(source, name, key, value)
+        sections[name] = cls(**values)
+    return Config(**sections, source=source)
+
+
+def replace(config: Config, **sections: Mapping[str, Any]) -> Config:
+    """A copy of ``config`` with some keys changed (tests and the demo use it)."""
+    changes = {
+        name: dataclasses.replace(getattr(config, name), **values)
+        for name, values in sections.items()
+    }
+    return dataclasses.replace(config, **changes)
