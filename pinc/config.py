@@ -63,6 +63,7 @@ class JournalConfig:
     max_pending: int = 100_000  # changes held in memory while the disk refuses writes
     events_retention_days: int = 90
     calls_retention_days: int = 0  # 0 keeps calls forever
+    synchronous: str = "normal"  # "normal" (WAL: survives a crash) or "full" (also power loss)
 
 
 @dataclass(frozen=True)
@@ -182,6 +183,7 @@ _CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
     ("crm", "profile"): ("vtiger", "salesplatform"),
     ("crm", "number_format"): ("digits", "national", "plus"),
     ("log", "level"): ("debug", "info", "warning", "error"),
+    ("journal", "synchronous"): ("normal", "full"),
 }
 
 

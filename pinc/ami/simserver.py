@@ -1,0 +1,511 @@
+"""A fake Asterisk: a real TCP AMI server that replays recorded events.
+
+Used by the tests of every service that talks to AMI and by ``pinc demo``. It speaks
+the banner, plain and MD5 login, ``Ping``, ``CoreShowChannels`` (built from the live
+channels of what it replayed), ``Logoff``, and answers ``Success`` to the actions pinc
+sends (Originate, Redirect, BlindTransfer, Atxfer, Setvar, Filter, Events, Command).
+
+Replay model: the server holds one event log (the constructor's ``events`` plus every
+``feed()``) and one broadcast cursor. Each event is written to every logged-in client,
+once, in order, honouring ``(delay_seconds, bytes)`` items and ``rate``. With
+``replay_on_login=True`` (the default) the cursor only moves while at least one client is
+logged in, so a client that reconnects resumes where it stopped and loses nothing; with
+``replay_on_login=False`` the server plays on whether anyone listens, like a real PBX
+(a disconnected client misses what happened meanwhile).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import random
+import re
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Protocol
+
+import trio
+
+from pinc.ami.protocol import (
+    NEED_DATA,
+    AMIConnection,
+    Kind,
+    Message,
+    ProtocolError,
+    encode_headers,
+    parse_block,
+)
+
+log = logging.getLogger(__name__)
+
+AMI_VERSION = "11.0.0"
+ASTERISK_VERSION = "Asterisk 22.10.1"
+_SIMPLE_SUCCESS = {
+    "originate": "Originate successfully queued",
+    "redirect": "Redirect successful",
+    "blindtransfer": "Transfer succeeded",
+    "atxfer": "Atxfer successfully queued",
+    "setvar": "Variable Set",
+    "filter": "Filter Added",
+    "events": "Events on",
+    "hangup": "Channel Hungup",
+    "getvar": "Result will follow",
+}
+# The channel snapshot block, in Asterisk's wire order (manager_channels.c).
+_SNAPSHOT_KEYS = (
+    "Channel",
+    "ChannelState",
+    "ChannelStateDesc",
+    "CallerIDNum",
+    "CallerIDName",
+    "ConnectedLineNum",
+    "ConnectedLineName",
+    "Language",
+    "AccountCode",
+    "Context",
+    "Exten",
+    "Priority",
+    "Uniqueid",
+    "Linkedid",
+)
+
+EventItem = bytes | tuple[float, bytes]
+
+
+def load_transcript(path: str | Path) -> list[bytes]:
+    """The raw bytes of each ``Event:`` message of a recorded ``.ami`` file, in order.
+
+    Each item ends with its blank line. Responses and the events of list replies
+    (``EventList: start`` ... ``Complete``) are left out: they answer one client's
+    action, they are not broadcast.
+    """
+    data = Path(path).read_bytes()
+    conn = AMIConnection(expect_banner=data.startswith(b"Asterisk Call Manager/"))
+    conn.feed(data)
+    out: list[bytes] = []
+    open_lists: set[str] = set()
+    while True:
+        msg = conn.next_message()
+        if msg is NEED_DATA:
+            break
+        if not isinstance(msg, Message):
+            continue
+        action_id = msg.action_id
+        if msg.kind is Kind.RESPONSE:
+            if msg.get("EventList").lower() == "start" and action_id:
+                open_lists.add(action_id)
+            continue
+        if msg.kind is not Kind.EVENT:
+            continue
+        if action_id in open_lists:
+            if msg.get("EventList").lower() == "complete":
+                open_lists.discard(action_id)
+            continue
+        out.append(data[msg.offset : conn.offset])
+    return out
+
+
+_UNIQUEID = re.compile(rb"(?<![\d.])(1\d{9})\.(\d+)(?![\d])")
+_CHANNEL_SEQ = re.compile(rb"(/[^\s/;,]+-)([0-9a-f]{8})(?![0-9a-f])")
+_CDR_TIME = re.compile(rb"^((?:Start|Answer|End)Time: )(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)", re.M)
+
+
+def rewrite_ids(events: Sequence[bytes], *, epoch: int, seq_offset: int) -> list[bytes]:
+    """Shift every ``<epoch>.<seq>`` id so ``events`` can be replayed as fresh calls.
+
+    The earliest epoch found becomes ``epoch`` (the others keep their distance from it),
+    every sequence number grows by ``seq_offset``, channel name suffixes
+    (``PJSIP/101-0000000a``) grow by ``seq_offset`` too, and the Cdr times move by the
+    same number of seconds as the epochs.
+    """
+    epochs = [int(m.group(1)) for ev in events for m in _UNIQUEID.finditer(ev)]
+    delta = epoch - min(epochs) if epochs else 0
+
+    def uid(m: re.Match[bytes]) -> bytes:
+        return b"%d.%d" % (int(m.group(1)) + delta, int(m.group(2)) + seq_offset)
+
+    def chan(m: re.Match[bytes]) -> bytes:
+        return m.group(1) + b"%08x" % (int(m.group(2), 16) + seq_offset)
+
+    def cdr_time(m: re.Match[bytes]) -> bytes:
+        when = datetime.strptime(m.group(2).decode(), "%Y-%m-%d %H:%M:%S")
+        return m.group(1) + (when + timedelta(seconds=delta)).strftime(
+            "%Y-%m-%d %H:%M:%S"
+        ).encode()
+
+    out = []
+    for ev in events:
+        ev = _UNIQUEID.sub(uid, ev)
+        ev = _CHANNEL_SEQ.sub(chan, ev)
+        if b"Event: Cdr" in ev:
+            ev = _CDR_TIME.sub(cdr_time, ev)
+        out.append(ev)
+    return out
+
+
+@dataclass
+class _Event:
+    delay: float
+    raw: bytes
+    message: Message
+    classes: frozenset[str]
+    text: str
+
+
+@dataclass
+class _Session:
+    stream: trio.SocketStream
+    cancel: trio.CancelScope
+    lock: trio.StrictFIFOLock = field(default_factory=trio.StrictFIFOLock)
+    logged_in: bool = False
+    challenge: str = ""
+    events_on: bool = True
+    classes: frozenset[str] | None = None  # None: every class
+    includes: list[re.Pattern[str]] = field(default_factory=list)
+    excludes: list[re.Pattern[str]] = field(default_factory=list)
+
+    def wants(self, ev: _Event) -> bool:
+        if not self.events_on:
+            return False
+        if self.classes is not None and ev.classes and not (ev.classes & self.classes):
+            return False
+        if self.includes and not any(p.search(ev.text) for p in self.includes):
+            return False
+        return not any(p.search(ev.text) for p in self.excludes)
+
+    async def send(self, data: bytes) -> bool:
+        """Write ``data``; False when the client is gone."""
+        try:
+            async with self.lock:
+                with trio.fail_after(10):
+                    await self.stream.send_all(data)
+            return True
+        except (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError, OSError):
+            self.cancel.cancel()
+            return False
+
+
+def _parse_event(item: EventItem) -> _Event:
+    delay, raw = (0.0, item) if isinstance(item, bytes) else (float(item[0]), item[1])
+    if not raw.endswith(b"\n\n") and not raw.endswith(b"\r\n\r\n"):
+        raw = raw.rstrip(b"\r\n") + b"\r\n\r\n"
+    text = raw.decode("utf-8", errors="replace").rstrip("\r\n")
+    message = parse_block(text)
+    privilege = message.get("Privilege")
+    classes = frozenset(c.strip().lower() for c in privilege.split(",") if c.strip()) - {"all"}
+    return _Event(delay, raw, message, classes, text.replace("\r\n", "\n"))
+
+
+class AmiSimServer:
+    """A fake Asterisk on a real TCP socket. Start it with ``await nursery.start(server.run)``,
+    which returns the bound port."""
+
+    def __init__(
+        self,
+        events: Iterable[EventItem] = (),
+        *,
+        username: str = "pinc",
+        secret: str = "pincsecret",
+        host: str = "127.0.0.1",
+        port: int = 0,
+        replay_on_login: bool = True,
+        rate: float | None = None,
+    ) -> None:
+        self.username = username
+        self.secret = secret
+        self.host = host
+        self.port = port
+        self.replay_on_login = replay_on_login
+        self.rate = rate
+        self.actions: list[tuple[Message, bytes]] = []
+        self.logins = 0  # successful logins
+        self.auth_types: list[str] = []  # "plain" or "md5", per successful login
+        self.failed_logins = 0
+        self.replayed = 0  # events of the log written so far
+        self.connections = 0  # TCP connections accepted
+        self.fail_auth = False
+        self._stall = False
+        self._log: list[_Event] = []
+        self._sessions: list[_Session] = []
+        self._changed = trio.Event()
+        self._channels: dict[str, dict[str, str]] = {}  # Uniqueid -> snapshot fields
+        self._channel_seen: dict[str, float] = {}
+        self.feed(events)
+
+    # -- control, from tests ------------------------------------------------------------
+
+    @property
+    def stall(self) -> bool:
+        """While True the server reads but answers nothing and replays nothing."""
+        return self._stall
+
+    @stall.setter
+    def stall(self, value: bool) -> None:
+        self._stall = value
+        self._wake()
+
+    def feed(self, events: Iterable[EventItem]) -> None:
+        """Append events to the replay log."""
+        self._log.extend(_parse_event(item) for item in events)
+        self._wake()
+
+    async def wait_replayed(self) -> None:
+        """Return once every event fed so far has been written to the clients."""
+        while self.replayed < len(self._log):
+            await self._wait_change()
+
+    async def wait_logins(self, count: int) -> None:
+        """Return once ``count`` successful logins happened in total."""
+        while self.logins < count:
+            await self._wait_change()
+
+    async def drop_clients(self) -> None:
+        """Close every client connection now (events already written stay delivered)."""
+        for session in list(self._sessions):
+            session.cancel.cancel()
+        while self._sessions:
+            await self._wait_change()
+
+    @property
+    def clients(self) -> int:
+        """Clients logged in now."""
+        return sum(1 for s in self._sessions if s.logged_in)
+
+    def live_channels(self) -> list[dict[str, str]]:
+        return list(self._channels.values())
+
+    # -- running --------------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
+        listeners = await trio.open_tcp_listeners(self.port, host=self.host)
+        self.port = listeners[0].socket.getsockname()[1]
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._pump)
+            await nursery.start(trio.serve_listeners, self._handle, listeners)
+            task_status.started(self.port)
+
+    def _wake(self) -> None:
+        self._changed.set()
+        self._changed = trio.Event()
+
+    async def _wait_change(self) -> None:
+        await self._changed.wait()
+
+    async def _pump(self) -> None:
+        while True:
+            if (
+                self.replayed >= len(self._log)
+                or self._stall
+                or (self.replay_on_login and not any(s.logged_in for s in self._sessions))
+            ):
+                await self._wait_change()
+                continue
+            ev = self._log[self.replayed]
+            pause = ev.delay + (1.0 / self.rate if self.rate else 0.0)
+            if pause > 0:
+                await trio.sleep(pause)
+            if self._stall:
+                continue
+            self._track(ev.message)
+            for session in list(self._sessions):
+                if session.logged_in and session.wants(ev):
+                    await session.send(ev.raw)
+            self.replayed += 1
+            self._wake()
+            if not pause:
+                await trio.lowlevel.checkpoint()
+
+    def _track(self, msg: Message) -> None:
+        """Keep the live channels' snapshots for CoreShowChannels."""
+        uniqueid = msg.get("Uniqueid")
+        if not uniqueid or "Channel" not in msg:
+            return
+        if msg.name == "Hangup":
+            self._channels.pop(uniqueid, None)
+            self._channel_seen.pop(uniqueid, None)
+            return
+        if msg.name != "Newchannel" and uniqueid not in self._channels:
+            return
+        snap = self._channels.setdefault(uniqueid, {})
+        self._channel_seen.setdefault(uniqueid, time.monotonic())
+        for key in _SNAPSHOT_KEYS:
+            if key in msg:
+                snap[key] = msg[key]
+        if msg.name == "Newexten":
+            snap["Application"] = msg.get("Application")
+            snap["ApplicationData"] = msg.get("AppData")
+        elif msg.name == "BridgeEnter":
+            snap["BridgeId"] = msg.get("BridgeUniqueid")
+        elif msg.name == "BridgeLeave":
+            snap["BridgeId"] = ""
+
+    async def _handle(self, stream: trio.SocketStream) -> None:
+        self.connections += 1
+        with trio.CancelScope() as scope:
+            session = _Session(stream, scope)
+            self._sessions.append(session)
+            try:
+                if await session.send(f"Asterisk Call Manager/{AMI_VERSION}\r\n".encode()):
+                    await self._serve(session)
+            except Exception as exc:  # one broken client must not stop the server
+                log.debug("sim AMI client ended: %r", exc)
+            finally:
+                self._sessions.remove(session)
+                self._wake()
+        with trio.move_on_after(1) as cleanup:
+            cleanup.shield = True
+            await stream.aclose()
+
+    async def _serve(self, session: _Session) -> None:
+        conn = AMIConnection(expect_banner=False)
+        raw = bytearray()
+        base = 0  # stream offset of raw[0]
+        while True:
+            data = await session.stream.receive_some(65536)
+            if not data:
+                return
+            conn.feed(data)
+            raw += data
+            while True:
+                try:
+                    msg = conn.next_message()
+                except ProtocolError as exc:
+                    log.warning("sim AMI: bad action stream: %s", exc)
+                    return
+                if msg is NEED_DATA:
+                    break
+                assert isinstance(msg, Message)
+                self.actions.append((msg, bytes(raw[msg.offset - base : conn.offset - base])))
+                if not await self._answer(session, msg):
+                    return
+            del raw[: conn.offset - base]
+            base = conn.offset
+
+    async def _answer(self, session: _Session, msg: Message) -> bool:
+        """Answer one action; False ends the session."""
+        self._wake()
+        if self._stall:
+            return True
+        name = msg.get("Action").lower()
+        aid = msg.action_id
+
+        def reply(*headers: tuple[str, str], response: str = "Success") -> bytes:
+            head = [("Response", response)] + ([("ActionID", aid)] if aid else [])
+            return encode_headers([*head, *headers])
+
+        if name == "challenge":
+            session.challenge = str(random.randrange(10**8, 10**9))
+            return await session.send(reply(("Challenge", session.challenge)))
+        if name == "login":
+            return await self._login(session, msg, reply)
+        if not session.logged_in:
+            return await session.send(reply(("Message", "Permission denied"), response="Error"))
+        if name == "logoff":
+            await session.send(reply(("Message", "Thanks for all the fish."), response="Goodbye"))
+            return False
+        if name == "ping":
+            stamp = f"{time.time():.6f}"
+            return await session.send(reply(("Ping", "Pong"), ("Timestamp", stamp)))
+        if name == "coreshowchannels":
+            return await session.send(self._core_show_channels(aid, reply))
+        if name == "command":
+            lines = self._command(msg.get("Command"))
+            return await session.send(
+                reply(("Message", "Command output follows"), *(("Output", ln) for ln in lines))
+            )
+        if name == "events":
+            self._set_events(session, msg.get("EventMask"))
+            mask = "Events on" if session.events_on else "Events off"
+            return await session.send(reply(("Message", mask)))
+        if name == "filter":
+            return await session.send(self._filter(session, msg, reply))
+        if name in _SIMPLE_SUCCESS:
+            return await session.send(reply(("Message", _SIMPLE_SUCCESS[name])))
+        return await session.send(reply(("Message", "Invalid/unknown command"), response="Error"))
+
+    async def _login(self, session: _Session, msg: Message, reply: _Reply) -> bool:
+        auth_type = msg.get("AuthType").lower()
+        if auth_type == "md5":
+            expected = hashlib.md5((session.challenge + self.secret).encode()).hexdigest()
+            ok = bool(session.challenge) and msg.get("Key").lower() == expected
+        else:
+            ok = msg.get("Secret") == self.secret
+        ok = ok and msg.get("Username") == self.username and not self.fail_auth
+        if not ok:
+            self.failed_logins += 1
+            await session.send(reply(("Message", "Authentication failed"), response="Error"))
+            return False
+        if "Events" in msg:
+            self._set_events(session, msg.get("Events"))
+        sent = await session.send(reply(("Message", "Authentication accepted")))
+        session.logged_in = True
+        self.logins += 1
+        self.auth_types.append("md5" if auth_type == "md5" else "plain")
+        self._wake()
+        return sent
+
+    @staticmethod
+    def _set_events(session: _Session, mask: str) -> None:
+        value = mask.strip().lower()
+        if value in ("off", "no", "false", "0"):
+            session.events_on, session.classes = False, None
+        elif value in ("on", "yes", "true", "1", "all"):
+            session.events_on, session.classes = True, None
+        else:
+            session.events_on = True
+            session.classes = frozenset(c.strip() for c in value.split(",") if c.strip())
+
+    @staticmethod
+    def _filter(session: _Session, msg: Message, reply: _Reply) -> bytes:
+        expr = msg.get("Filter")
+        exclude = expr.startswith("!")
+        try:
+            pattern = re.compile(expr[1:] if exclude else expr)
+        except re.error:
+            return reply(("Message", "Filter Rejected"), response="Error")
+        (session.excludes if exclude else session.includes).append(pattern)
+        return reply(("Message", "Filter Added"))
+
+    @staticmethod
+    def _command(command: str) -> list[str]:
+        if command.strip().lower() == "core show version":
+            return [f"{ASTERISK_VERSION} built by pinc-sim on a x86_64 running Linux"]
+        return [f"No such command '{command}' (type 'core show help {command}' for help)"]
+
+    def _core_show_channels(self, aid: str, reply: _Reply) -> bytes:
+        parts = [
+            reply(("EventList", "start"), ("Message", "Channels will follow")),
+        ]
+        now = time.monotonic()
+        head = [("ActionID", aid)] if aid else []
+        for uniqueid, snap in self._channels.items():
+            seconds = int(now - self._channel_seen.get(uniqueid, now))
+            headers = [("Event", "CoreShowChannel"), *head]
+            headers += [(k, snap.get(k, "")) for k in _SNAPSHOT_KEYS]
+            headers += [
+                ("Application", snap.get("Application", "")),
+                ("ApplicationData", snap.get("ApplicationData", "")),
+                ("Duration", f"{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"),
+                ("BridgeId", snap.get("BridgeId", "")),
+            ]
+            parts.append(encode_headers(headers))
+        parts.append(
+            encode_headers(
+                [
+                    ("Event", "CoreShowChannelsComplete"),
+                    *head,
+                    ("EventList", "Complete"),
+                    ("ListItems", str(len(self._channels))),
+                ]
+            )
+        )
+        return b"".join(parts)
+
+
+class _Reply(Protocol):
+    """The type of the ``reply`` helper passed to the action handlers."""
+
+    def __call__(self, *headers: tuple[str, str], response: str = "Success") -> bytes: ...

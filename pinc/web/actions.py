@@ -1,0 +1,172 @@
+"""The AMI actions the web surface issues: click-to-call Originate and transfers.
+
+Values arrive here already validated (``pinc.web.validate``); this module only
+builds the action fields and decides which channel a transfer acts on.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import trio
+
+from pinc.services import ActionResult, Services
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class OriginateRequest:
+    ext: str
+    number: str  # digits only
+    context: str
+    record_id: str | None
+    variables: Sequence[tuple[str, str]] = ()
+    origin: str = "crm"
+
+
+def new_channel_id() -> str:
+    """A ChannelId Asterisk uses as the Uniqueid (and so the Linkedid) of the call.
+
+    ``<epoch>.<seq>`` like Asterisk's own ids, so call ids stay short and sortable;
+    the ``pinc-`` prefix keeps it apart from ids Asterisk generates.
+    """
+    return f"pinc-{int(time.time())}.{secrets.randbelow(36**5)}"
+
+
+def originate_fields(services: Services, req: OriginateRequest, channel_id: str) -> list[
+    tuple[str, str]
+]:
+    pbx = services.config.pbx
+    fields = [
+        ("Channel", pbx.originate_channel.format(ext=req.ext)),
+        ("Context", req.context),
+        ("Exten", req.number),
+        ("Priority", "1"),
+        ("CallerID", f'"CRM {req.number}" <{req.ext}>'),
+        ("Timeout", str(int(pbx.originate_timeout * 1000))),
+        ("Async", "true"),
+        ("ChannelId", channel_id),
+    ]
+    fields.extend(("Variable", f"{name}={value}") for name, value in req.variables)
+    return fields
+
+
+async def originate(services: Services, req: OriginateRequest, channel_id: str) -> bool:
+    """Send the Originate (runs in pinc's nursery after the HTTP answer went out)."""
+    services.ingest.note_originate(
+        channel_id, ext=req.ext, number=req.number, record_id=req.record_id, origin=req.origin
+    )
+    fields = originate_fields(services, req, channel_id)
+    try:
+        result = await services.ami.action(
+            "Originate", fields, timeout=services.config.ami.action_timeout
+        )
+    except trio.TooSlowError:
+        log.error("originate %s -> %s: AMI did not answer in time", req.ext, req.number)
+        return False
+    except Exception as exc:  # AmiNotConnected, a broken connection: logged, nothing to retry
+        log.error("originate %s -> %s failed: %s", req.ext, req.number, exc)
+        return False
+    if not result.ok:
+        log.error(
+            "originate %s -> %s refused by Asterisk: %s",
+            req.ext,
+            req.number,
+            result.response.get("Message"),
+        )
+        return False
+    log.info("originate %s -> %s sent (ChannelId %s)", req.ext, req.number, channel_id)
+    return True
+
+
+def ami_connected(services: Services) -> bool:
+    try:
+        return bool(services.ami.status().get("connected"))
+    except Exception:  # a status() that fails means we cannot vouch for the connection
+        return False
+
+
+class TransferError(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+def pick_channel(channels: Sequence[dict[str, str]], from_ext: str | None) -> dict[str, str] | None:
+    """The employee channel that hands the call over (the one talking, or ``from_ext``)."""
+    employees = [c for c in channels if c.get("role") == "employee"]
+    if from_ext:
+        employees = [c for c in employees if c.get("ext") == from_ext]
+    return employees[-1] if employees else None
+
+
+def transfer_plan(
+    channels: Sequence[dict[str, str]],
+    *,
+    to: str,
+    mode: str,
+    context: str,
+    from_ext: str | None = None,
+) -> tuple[str, list[tuple[str, str]]]:
+    """The AMI action and fields for a transfer of a live call.
+
+    blind: BlindTransfer of the employee's channel (its bridged peer, the customer,
+    goes to ``to``); with no employee on the call yet (queue, IVR), Redirect the
+    customer's channel instead. attended: Atxfer from the employee's channel.
+    """
+    employee = pick_channel(channels, from_ext)
+    if mode == "attended":
+        if employee is None:
+            raise TransferError(409, "not_answered", "no employee is on the call to consult")
+        return "Atxfer", [
+            ("Channel", employee["channel"]),
+            ("Exten", to),
+            ("Context", context),
+        ]
+    if employee is not None:
+        return "BlindTransfer", [
+            ("Channel", employee["channel"]),
+            ("Exten", to),
+            ("Context", context),
+        ]
+    customers = [c for c in channels if c.get("role") == "customer"]
+    if not customers:
+        raise TransferError(409, "no_channel", "the call has no channel that can be moved")
+    return "Redirect", [
+        ("Channel", customers[0]["channel"]),
+        ("Exten", to),
+        ("Context", context),
+        ("Priority", "1"),
+    ]
+
+
+async def run_transfer(services: Services, action: str, fields: list[tuple[str, str]]) -> None:
+    try:
+        result: ActionResult = await services.ami.action(
+            action, fields, timeout=services.config.ami.action_timeout
+        )
+    except trio.TooSlowError:
+        raise TransferError(504, "ami_timeout", "Asterisk did not answer in time") from None
+    except Exception as exc:
+        log.error("%s failed: %s", action, exc)
+        raise TransferError(503, "ami_unavailable", "not connected to Asterisk") from None
+    if not result.ok:
+        message = result.response.get("Message") or "refused"
+        raise TransferError(502, "ami_refused", f"Asterisk refused the {action}: {message}")
+
+
+def involves(call: dict[str, Any], ext: str) -> bool:
+    """Whether employee ``ext`` takes part in ``call`` (websocket and dashboard filter)."""
+    if ext in (call.get("from"), call.get("to"), call.get("answered_by")):
+        return True
+    if any(leg.get("ext") == ext for leg in call.get("legs") or ()):
+        return True
+    return any(ext in (t.get("from"), t.get("to")) for t in call.get("transfers") or ())

@@ -1,0 +1,105 @@
+"""The Quart-Trio application factory: routes, error pages, request metrics.
+
+``create_app(services, spawn=...)`` builds the app without touching the services
+(the docs test builds one with ``None`` to list its routes). Background work such
+as a click-to-call Originate goes to ``spawn``, which starts it in pinc's own
+nursery (WebServer's), never in Quart's ``app.nursery``.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from quart import Response, current_app, jsonify, request
+from quart_trio import QuartTrio
+from werkzeug.exceptions import HTTPException
+
+from pinc import __version__, metrics
+from pinc.services import Services
+
+log = logging.getLogger(__name__)
+
+Spawn = Callable[[Callable[[], Awaitable[Any]]], None]
+
+
+@dataclass
+class WebState:
+    services: Services
+    spawn: Spawn
+    token: str  # web.token, or one generated for this run when it is empty
+    started: float
+
+
+def state() -> WebState:
+    st: WebState = current_app.extensions["pinc"]
+    return st
+
+
+def api_error(status: int, code: str, message: str) -> Response:
+    response = jsonify({"error": {"code": code, "message": message}})
+    response.status_code = status
+    return response
+
+
+def text(body: str, status: int = 200) -> Response:
+    return Response(body, status=status, content_type="text/plain; charset=utf-8")
+
+
+def _no_spawn(fn: Callable[[], Awaitable[Any]]) -> None:
+    raise RuntimeError("the web app was built without a nursery to run background work in")
+
+
+def create_app(services: Services | None, *, spawn: Spawn | None = None) -> QuartTrio:
+    from pinc.web import routes_api, routes_pages, routes_vtiger, ws
+
+    app = QuartTrio(__name__, static_folder="static", static_url_path="/static")
+    app.config["RESPONSE_TIMEOUT"] = None  # streams are bounded by the write deadline instead
+    app.config["BODY_TIMEOUT"] = 30
+    app.config["MAX_CONTENT_LENGTH"] = services.config.web.max_body if services else 65_536
+    app.url_map.strict_slashes = False
+    token = ""
+    if services is not None:
+        token = services.config.web.token
+        if not token:
+            token = services.extras.get("web_token") or secrets.token_urlsafe(24)
+            services.extras["web_token"] = token
+            log.warning(
+                "web.token is not set: generated one for this run (services.extras['web_token']);"
+                " set web.token to keep API access across restarts"
+            )
+        app.extensions["pinc"] = WebState(services, spawn or _no_spawn, token, time.time())
+
+    app.register_blueprint(routes_pages.blueprint)
+    app.register_blueprint(routes_vtiger.blueprint)
+    app.register_blueprint(routes_api.blueprint)
+    app.register_blueprint(ws.blueprint)
+
+    @app.after_request
+    async def count(response: Response) -> Response:
+        rule = request.url_rule.rule if request.url_rule is not None else "unmatched"
+        metrics.HTTP_REQUESTS.labels(route=rule, code=str(response.status_code)).inc()
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Server", f"pinc/{__version__}")
+        return response
+
+    @app.errorhandler(HTTPException)
+    async def http_error(exc: HTTPException) -> Response:
+        status = exc.code or 500
+        name = (exc.name or "error").lower().replace(" ", "_")
+        if request.path.startswith("/api/"):
+            return api_error(status, name, exc.description or exc.name or "error")
+        return text(f"{exc.name}\n", status)
+
+    @app.errorhandler(Exception)
+    async def crash(exc: Exception) -> Response:
+        log.exception("unhandled error in %s %s", request.method, request.path)
+        if request.path.startswith("/api/"):
+            return api_error(500, "internal", "internal error (logged)")
+        return text("Error", 500)
+
+    return app

@@ -1,0 +1,60 @@
+"""Secrets and tokens: constant-time checks, and where a request may carry them.
+
+Two credentials guard the HTTP surface:
+- the vtiger secret (``crm.secret``) on the vtiger-compatible endpoints, passed as
+  ``secret=`` like vtiger does;
+- the API token (``web.token``) on /api, /ws, /metrics and the dashboard, as
+  ``Authorization: Bearer``, the ``pinc_token`` cookie the dashboard sets, or a
+  ``token=`` query parameter (websockets and <audio> cannot send headers).
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import logging
+
+from quart import Request, Websocket
+
+from pinc import metrics
+
+log = logging.getLogger(__name__)
+
+COOKIE = "pinc_token"
+
+
+def same_secret(given: str | None, expected: str) -> bool:
+    """Constant-time comparison; an unset expected secret never matches."""
+    if not expected or given is None:
+        return False
+    return hmac.compare_digest(given.encode("utf-8", "replace"), expected.encode("utf-8"))
+
+
+def token_of(req: Request | Websocket) -> str | None:
+    header = req.headers.get("Authorization", "")
+    if header[:7].lower() == "bearer ":
+        return header[7:].strip()
+    cookie = req.cookies.get(COOKIE)
+    if cookie:
+        return cookie
+    return req.args.get("token")
+
+
+def has_token(req: Request | Websocket, expected: str) -> bool:
+    return same_secret(token_of(req), expected)
+
+
+def refused(route: str, req: Request | Websocket, why: str) -> None:
+    """Count and log a refused credential (never the value)."""
+    metrics.AUTH_FAILURES.labels(route=route).inc()
+    client = req.remote_addr or "?"
+    log.warning("refused %s %s from %s: %s", req.method, route, client, why)
+
+
+def is_loopback(address: str | None) -> bool:
+    if not address:
+        return False
+    try:
+        return ipaddress.ip_address(address.split("%")[0]).is_loopback
+    except ValueError:
+        return False

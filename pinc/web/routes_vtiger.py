@@ -1,0 +1,195 @@
+"""The endpoints vtiger (and dialplans) call, with vtiger's plain-text answers.
+
+vtiger's connector reads only the body of /makecall (``Success``, ``Error``,
+``Authentication Failure``), blocks its UI until it gets one, and sends every
+parameter in the query string of a POST with an empty body. YetiForce's client
+also looks at the status, so failures are non-2xx as well.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from functools import partial
+from typing import Any
+
+import trio
+from quart import Blueprint, Response, request
+
+from pinc.journal import queries
+from pinc.services import Responsible
+from pinc.web import actions, recordings, validate
+from pinc.web.app import state, text
+from pinc.web.auth import refused, same_secret
+
+log = logging.getLogger(__name__)
+blueprint = Blueprint("vtiger", __name__)
+
+
+def _param(name: str) -> str | None:
+    """A parameter from the query string, else the form body (vtiger uses the query)."""
+    return request.args.get(name)
+
+
+async def _all_params() -> dict[str, str]:
+    params: dict[str, str] = {}
+    if request.method == "POST" and request.mimetype in (
+        "application/x-www-form-urlencoded",
+        "multipart/form-data",
+    ):
+        form = await request.form
+        params.update({k: form[k] for k in form})
+    params.update({k: request.args[k] for k in request.args})
+    return params
+
+
+def _secret_ok(route: str, params: dict[str, str]) -> bool:
+    st = state()
+    if same_secret(params.get("secret"), st.services.config.crm.secret):
+        return True
+    refused(route, request, "missing secret" if not params.get("secret") else "wrong secret")
+    return False
+
+
+@blueprint.route("/makecall", methods=["GET", "POST"])
+async def makecall() -> Response:
+    st = state()
+    params = await _all_params()
+    if not _secret_ok("/makecall", params):
+        return text("Authentication Failure", 403)
+    pbx = st.services.config.pbx
+    try:
+        ext = validate.extension(params.get("from"), pbx)
+        number = validate.phone_number(params.get("to"))
+        context = validate.context(params.get("context"), pbx.originate_context)
+        record_id = validate.record_id(params.get("record"))
+    except validate.InvalidInput as exc:
+        log.warning("/makecall refused: %s", exc)
+        return text("Error", 400)
+    variables = validate.channel_variables(params)
+    if variables.refused:
+        log.warning("/makecall: parameters not passed as channel variables: %s", variables.refused)
+    if not actions.ami_connected(st.services):
+        log.error("/makecall %s -> %s: not connected to Asterisk", ext, number)
+        return text("Error", 503)
+    req = actions.OriginateRequest(ext, number, context, record_id, variables.accepted)
+    channel_id = actions.new_channel_id()
+    st.spawn(partial(actions.originate, st.services, req, channel_id))
+    return text("Success")
+
+
+async def _recording_response(call_id: str, *, json_errors: bool) -> Response:
+    from pinc.web.app import api_error
+
+    st = state()
+    call = await st.services.journal.read(lambda conn: queries.get_call(conn, call_id))
+    if call is None:
+        return api_error(404, "not_found", "no such call") if json_errors else text("Not Found", 404)
+    try:
+        rec = recordings.locate(st.services.config.pbx.recordings_dir, call.get("recording"))
+    except recordings.NotFound as exc:
+        log.info("recording of %s: %s", call_id, exc)
+        if json_errors:
+            return api_error(404, "no_recording", "this call has no playable recording")
+        return text("Not Found", 404)
+    name = recordings.safe_download_name(str(call.get("recording")))
+    return recordings.respond(request, rec, download_name=name)
+
+
+@blueprint.route("/recording", methods=["GET"])
+async def recording() -> Response:
+    params = {k: request.args[k] for k in request.args}
+    if not _secret_ok("/recording", params):
+        return text("Authentication Failure", 403)
+    try:
+        call_id = validate.call_id(params.get("id"))
+    except validate.InvalidInput:
+        return text("Bad Request", 400)
+    return await _recording_response(call_id, json_errors=False)
+
+
+@blueprint.route("/transfer", methods=["POST"])
+async def transfer() -> Response:
+    st = state()
+    params = await _all_params()
+    if not _secret_ok("/transfer", params):
+        return text("Authentication Failure", 403)
+    pbx = st.services.config.pbx
+    try:
+        to = validate.destination(params.get("to"), pbx)
+        mode = params.get("mode", "blind")
+        if mode not in ("blind", "attended"):
+            raise validate.InvalidInput("mode: blind or attended")
+        call_param, ext_param = params.get("call"), params.get("ext")
+        call_id = validate.call_id(call_param) if call_param else None
+        ext = validate.extension(ext_param, pbx, what="ext") if ext_param else None
+        if call_id is None and ext is None:
+            raise validate.InvalidInput("call or ext is required")
+    except validate.InvalidInput as exc:
+        log.warning("/transfer refused: %s", exc)
+        return text("Error", 400)
+    if call_id is None:
+        assert ext is not None
+        found = find_live_call_of(st.services, ext)
+        if found is None:
+            return text("Error: no live call", 404)
+        call_id = found
+    try:
+        await do_transfer(call_id, to=to, mode=mode, from_ext=ext)
+    except actions.TransferError as exc:
+        return text(f"Error: {exc.message}", exc.status)
+    return text("Success")
+
+
+def find_live_call_of(services: Any, ext: str) -> str | None:
+    for call in services.ingest.live_calls():
+        for ch in services.ingest.channels_of(call["id"]):
+            if ch.get("ext") == ext and ch.get("role") == "employee":
+                return str(call["id"])
+    return None
+
+
+async def do_transfer(call_id: str, *, to: str, mode: str, from_ext: str | None = None) -> None:
+    """Shared by /transfer and /api/calls/{id}/transfer; raises TransferError."""
+    st = state()
+    channels = st.services.ingest.channels_of(call_id)
+    if not channels:
+        call = await st.services.journal.read(lambda conn: queries.get_call(conn, call_id))
+        if call is None:
+            raise actions.TransferError(404, "not_found", "no such call")
+        raise actions.TransferError(409, "not_live", "the call is not live")
+    action, fields = actions.transfer_plan(
+        channels, to=to, mode=mode, context=st.services.config.pbx.originate_context,
+        from_ext=from_ext,
+    )
+    await actions.run_transfer(st.services, action, fields)
+    log.info("%s of call %s to %s", action, call_id, to)
+
+
+@blueprint.route("/responsible", methods=["GET"])
+async def responsible() -> Response:
+    st = state()
+    params = {k: request.args[k] for k in request.args}
+    if not _secret_ok("/responsible", params):
+        return text("Authentication Failure", 403)
+    try:
+        number = validate.phone_number(params.get("number"), what="number")
+    except validate.InvalidInput:
+        return text("Error", 400)
+    answer = Responsible()
+    with trio.move_on_after(st.services.config.routing.deadline + 1.0):
+        try:
+            answer = await st.services.router.responsible(number)
+        except Exception as exc:  # the dialplan must get an answer: nobody responsible
+            log.error("responsible lookup for a number failed: %s", exc)
+    if params.get("format") == "json":
+        body = {
+            "number": number,
+            "ext": answer.ext,
+            "user": answer.user,
+            "customer_name": answer.customer_name,
+            "source": answer.source,
+        }
+        return Response(json.dumps(body), content_type="application/json")
+    # CURL() in a dialplan wants the bare extension (empty: nobody responsible).
+    return text(answer.ext or "")

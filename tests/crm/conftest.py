@@ -1,0 +1,60 @@
+"""Fixtures for the CRM tests: a fake vtiger on 127.0.0.1, a journal over a real file."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+
+from pinc.config import Config, replace
+from tests.crm.fakevtiger import FakeVtiger
+from tests.crm.minijournal import MiniFeed, MiniJournal
+from tests.crm.scenarios import call_snapshot, change
+
+__all__ = ["call_snapshot", "change"]
+
+SECRET = "pinc-lab-secret-42"
+
+
+def crm_config(port: int, tmp_path: Path, **crm: Any) -> Config:
+    rec = tmp_path / "monitor"
+    rec.mkdir(exist_ok=True)
+    return replace(
+        Config(),
+        crm={
+            "url": f"http://127.0.0.1:{port}/vtigercrm",
+            "secret": SECRET,
+            "username": "admin",
+            "access_key": "adminkey123",
+            "retry_min": 0.01,
+            "retry_max": 0.1,
+            "timeout": 2.0,
+            **crm,
+        },
+        web={"public_url": "http://pbx.example:8099"},
+        pbx={"recordings_dir": str(rec)},
+        journal={"path": str(tmp_path / "pinc.db")},
+    )
+
+
+@pytest.fixture
+async def vtiger(nursery: trio.Nursery) -> AsyncIterator[FakeVtiger]:
+    fake = FakeVtiger()
+    await nursery.start(fake.run)
+    yield fake
+
+
+@pytest.fixture
+def journal(tmp_path: Path) -> MiniJournal:
+    return MiniJournal(tmp_path / "pinc.db", MiniFeed())
+
+
+async def wait_until(predicate: Any, poll: float = 0.01) -> None:
+    """Poll a condition the code under test reaches on its own (the caller sets a deadline)."""
+    while True:
+        if predicate():
+            return
+        await trio.sleep(poll)

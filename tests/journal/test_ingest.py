@@ -1,0 +1,146 @@
+"""The ingest: AMI events -> tracker -> journal, restore at start, resync after login.
+
+The AMI side is a small in-test source (a bounded channel plus ``action``) and the
+tracker a stand-in from conftest, so these tests pin the ingest's own duties.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from pinc.ami.protocol import Kind, Message, parse_block
+from pinc.config import Config
+from pinc.feed import FeedHub
+from pinc.ingest import Ingest
+from pinc.journal import queries
+from pinc.journal.store import Journal
+from pinc.services import ActionResult
+
+from .conftest import StandInTracker, call, change
+
+
+@dataclass
+class Received:
+    message: Message
+    at: float
+
+
+@dataclass
+class Connected:
+    asterisk_version: str
+    at: float
+    reconnect: bool = False
+
+
+def event(name: str, **fields: str) -> Message:
+    lines = [f"Event: {name}", *(f"{k}: {v}" for k, v in fields.items())]
+    return parse_block("\r\n".join(lines))
+
+
+class Source:
+    def __init__(self, live_linkedids: Iterable[str] = ()) -> None:
+        self.send, self.events = trio.open_memory_channel[Any](100)
+        self.live = list(live_linkedids)
+        self.actions: list[str] = []
+
+    async def action(
+        self,
+        name: str,
+        fields: Mapping[str, Any] | Iterable[tuple[str, str]] = (),
+        *,
+        timeout: float | None = None,
+    ) -> ActionResult:
+        self.actions.append(name)
+        items = tuple(event("CoreShowChannel", Linkedid=lid, Uniqueid=lid) for lid in self.live)
+        ok = parse_block("Response: Success\r\nEventList: start")
+        assert ok.kind is Kind.RESPONSE
+        return ActionResult(ok, items)
+
+    def status(self) -> dict[str, Any]:
+        return {"connected": True}
+
+
+async def test_events_become_journal_calls(config: Config, db_path: Path) -> None:
+    feed = FeedHub()
+    journal = Journal(config, feed)
+    source = Source()
+    tracker = StandInTracker()
+    ingest = Ingest(config, source, journal, tracker=tracker)
+    sub = feed.subscribe()
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(journal.run)
+            await nursery.start(ingest.run)
+            await source.send.send(
+                Received(
+                    event("Newchannel", Linkedid="1.1", Uniqueid="1.1", CallerIDNum="555"), 1.0
+                )
+            )
+            await source.send.send(Received(event("Bogus"), 1.5))
+            await source.send.send(Received(event("Hangup", Linkedid="1.1", Uniqueid="1.1"), 2.0))
+            kinds = [(await sub.receive()).kind for _ in range(2)]  # type: ignore[union-attr]
+            calls, _ = await journal.read(queries.list_calls)
+            nursery.cancel_scope.cancel()
+    assert kinds == ["call.started", "call.ended"]
+    assert [(c["id"], c["status"], c["from"]) for c in calls] == [("k11", "missed", "555")]
+    assert ingest.statistics()["events"] == 3
+
+
+async def test_tracker_errors_skip_the_event(config: Config) -> None:
+    class Broken(StandInTracker):
+        def feed(self, msg: Message, at: float | None = None) -> list[Any]:
+            if msg.name == "Bad":
+                raise ValueError("tracker bug")
+            return super().feed(msg, at)
+
+    journal = Journal(config, FeedHub())
+    source = Source()
+    ingest = Ingest(config, source, journal, tracker=Broken())
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(journal.run)
+            await nursery.start(ingest.run)
+            await source.send.send(Received(event("Bad"), 1.0))
+            await source.send.send(
+                Received(event("Newchannel", Linkedid="2.2", Uniqueid="2.2"), 1.0)
+            )
+            while journal.committed < 1:  # noqa: ASYNC110 (polls the journal)
+                await trio.sleep(0.01)
+            nursery.cancel_scope.cancel()
+    assert ingest.statistics()["errors"] == 1
+
+
+async def test_restart_restores_then_resyncs_after_login(config: Config, db_path: Path) -> None:
+    gone, alive = call(1), call(2)
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:  # the previous run left two calls open
+            journal = Journal(config, FeedHub())
+            await nursery.start(journal.run)
+            await journal.submit([change("call.started", gone), change("call.started", alive)])
+            nursery.cancel_scope.cancel()
+
+        feed = FeedHub()
+        journal = Journal(config, feed)
+        source = Source(live_linkedids=[alive.linkedid])
+        tracker = StandInTracker()
+        ingest = Ingest(config, source, journal, tracker=tracker)
+        sub = feed.subscribe()
+        async with trio.open_nursery() as nursery:
+            await nursery.start(journal.run)
+            await nursery.start(ingest.run)
+            assert sorted(c["id"] for c in tracker.restored) == ["c00001", "c00002"]
+            await source.send.send(Connected("Asterisk 22", 5.0))
+            ended = await sub.receive()
+            live = await journal.read(queries.live_calls)
+            gone_now = await journal.read(lambda c: queries.get_call(c, "c00001"))
+            nursery.cancel_scope.cancel()
+    assert source.actions == ["CoreShowChannels"]
+    assert ended is not None and ended.kind == "call.ended" and ended.call_id == "c00001"
+    assert gone_now is not None and gone_now["end_reason"] == "ended while pinc was disconnected"
+    assert [c["id"] for c in live] == ["c00002"]
+    assert [c["id"] for c in ingest.live_calls()] == ["c00002"]

@@ -1,0 +1,156 @@
+"""WS /ws: snapshot, changes in order, the ext filter, auth, ping/pong, slow clients."""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+import trio_websocket
+from trio_websocket import ConnectionClosed, ConnectionRejected, open_websocket_url
+
+from pinc import metrics
+from pinc.calls.model import CallChange
+from tests.web.harness import TOKEN, Env, call_dict, change, make_config, start_env
+
+
+def url(env: Env, query: str = f"token={TOKEN}") -> str:
+    return f"ws://127.0.0.1:{env.port}/ws?{query}"
+
+
+async def recv(ws: trio_websocket.WebSocketConnection) -> dict[str, Any]:
+    with trio.fail_after(5):
+        message = json.loads(await ws.get_message())
+    assert isinstance(message, dict)
+    return message
+
+
+async def test_snapshot_then_changes(env: Env) -> None:
+    await env.put([change("call.started", call_dict("s1"))])
+    with trio.fail_after(10):
+        async with open_websocket_url(url(env)) as ws:
+            snap = await recv(ws)
+            assert snap["type"] == "snapshot"
+            assert [c["id"] for c in snap["calls"]] == ["s1"]
+            answered = call_dict("s1", status="answered", answered_by="101")
+            ended = call_dict("s1", status="completed", answered_by="101", talk=4)
+            await env.put([change("call.answered", answered), change("call.ended", ended)])
+            m1, m2 = await recv(ws), await recv(ws)
+            assert (m1["type"], m2["type"]) == ("call.answered", "call.ended")
+            assert m2["call_id"] == "s1" and m2["call"]["talk"] == 4
+            assert set(m2) == {"type", "call_id", "at", "data", "call"}
+            await ws.send_message(json.dumps({"type": "ping"}))
+            assert await recv(ws) == {"type": "pong"}
+            await ws.send_message("not json")  # ignored, connection stays
+            await ws.send_message(json.dumps({"type": "ping"}))
+            assert await recv(ws) == {"type": "pong"}
+
+
+async def test_ext_filter(env: Env) -> None:
+    await env.put([change("call.started", call_dict("a1", legs=[{"ext": "101"}])),
+                   change("call.started", call_dict("b1", legs=[{"ext": "102"}]))])
+    with trio.fail_after(10):
+        async with open_websocket_url(url(env, f"token={TOKEN}&ext=102")) as ws:
+            snap = await recv(ws)
+            assert [c["id"] for c in snap["calls"]] == ["b1"]
+            await env.put([
+                change("call.ended", call_dict("a1", status="missed", legs=[{"ext": "101"}])),
+                change("call.ended", call_dict("b1", status="missed", legs=[{"ext": "102"}])),
+            ])
+            m = await recv(ws)
+            assert (m["type"], m["call_id"]) == ("call.ended", "b1")
+
+
+@pytest.mark.parametrize(
+    ("query", "status"),
+    [("", 401), ("token=wrong", 401), (f"token={TOKEN}&ext=10%0A1", 400),
+     (f"token={TOKEN}&ext=PJSIP/101", 400)],
+)
+async def test_refused(env: Env, query: str, status: int) -> None:
+    before = metrics.AUTH_FAILURES.labels(route="/ws")._value.get()
+    with trio.fail_after(10), pytest.raises(ConnectionRejected) as info:
+        async with open_websocket_url(url(env, query)):
+            pass
+    assert info.value.status_code == status
+    if status == 401:
+        assert metrics.AUTH_FAILURES.labels(route="/ws")._value.get() == before + 1
+
+
+async def test_token_in_header(env: Env) -> None:
+    with trio.fail_after(10):
+        async with open_websocket_url(
+            url(env, ""), extra_headers=[(b"Authorization", f"Bearer {TOKEN}".encode())]
+        ) as ws:
+            assert (await recv(ws))["type"] == "snapshot"
+
+
+async def _small_buffer_client(
+    nursery: trio.Nursery, port: int, resource: str
+) -> trio_websocket.WebSocketConnection:
+    """A websocket client with a tiny socket buffer, so not reading backs up the server."""
+    sock = trio.socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    await sock.connect(("127.0.0.1", port))
+    stream = trio.SocketStream(sock)
+    return await trio_websocket.wrap_client_stream(
+        nursery, stream, "127.0.0.1", resource, message_queue_size=1
+    )
+
+
+async def test_slow_client_dropped_fast_client_gets_everything(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    config = make_config(tmp_path, web={"ws_queue": 16})
+    env = await start_env(nursery, tmp_path, config=config, write_timeout=60)
+    total = 3000
+    pad = "x" * 3000  # ~3 KB a message: ~9 MB in all, far more than socket buffers
+    with trio.fail_after(60):
+        async with open_websocket_url(url(env), message_queue_size=64) as fast:
+            slow = await _small_buffer_client(nursery, env.port, f"/ws?token={TOKEN}")
+            assert (await recv(fast))["type"] == "snapshot"
+            got: list[int] = []
+            done = trio.Event()
+
+            async def read_fast() -> None:
+                while len(got) < total:
+                    got.append(json.loads(await fast.get_message())["data"]["n"])
+                done.set()
+
+            nursery.start_soon(read_fast)
+            for n in range(total):
+                # paced by the fast client only: it never falls 16 behind; the slow one does
+                while len(got) < n - 8:
+                    await trio.sleep(0.001)
+                c = call_dict(f"f{n}", notes=pad)
+                env.feed.publish([CallChange("call.ringing", c["id"], "2026-11-24T00:42:06Z", c,
+                                             {"n": n})])
+                await trio.sleep(0)
+            await done.wait()
+            assert got == list(range(total))  # everything, in order
+            # Now the slow client reads: what was buffered, then the close code.
+            received = 0
+            with pytest.raises(ConnectionClosed) as info:
+                while True:
+                    await slow.get_message()
+                    received += 1
+            assert info.value.reason.code == 4008
+            assert 0 < received < total
+
+
+async def test_client_that_stops_reading_is_cut_by_the_write_deadline(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    config = make_config(tmp_path, web={"ws_queue": 8})
+    env = await start_env(nursery, tmp_path, config=config, write_timeout=0.3)
+    with trio.fail_after(30):
+        stuck = await _small_buffer_client(nursery, env.port, f"/ws?token={TOKEN}")
+        assert stuck is not None
+        while env.feed.statistics()["subscribers"] < 1:
+            await trio.sleep(0.01)
+        pad = "y" * 3000
+        while env.feed.statistics()["subscribers"] > 0:  # gone once the deadline cut it
+            env.feed.publish([change("call.ringing", call_dict("z", notes=pad))])
+            await trio.sleep(0.005)
