@@ -9,12 +9,15 @@ dies turns that into an ordinary clean shutdown. Linux only; a no-op elsewhere.
 
 from __future__ import annotations
 
+import atexit
 import ctypes
 import ctypes.util
 import logging
 import os
+import shutil
 import signal
 import sys
+from pathlib import Path
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +49,16 @@ def set_parent_death_signal(sig: int = signal.SIGTERM) -> bool:
     return True
 
 
+def _remove_bundle_if_orphaned(parent: int) -> None:
+    """At exit: if the bootloader died first, nobody else will remove /tmp/_MEI*."""
+    bundle = getattr(sys, "_MEIPASS", None)
+    if bundle and os.getppid() != parent and Path(bundle).name.startswith("_MEI"):
+        shutil.rmtree(bundle, ignore_errors=True)
+
+
 def die_with_parent_if_frozen() -> bool:
     """Call at the start of `pinc run` and `pinc demo`: only the frozen binary needs it."""
-    if is_frozen():
-        return set_parent_death_signal()
-    return False
+    if not is_frozen():
+        return False
+    atexit.register(_remove_bundle_if_orphaned, os.getppid())
+    return set_parent_death_signal()

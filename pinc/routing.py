@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import re
 import sqlite3
 import time
 from collections.abc import Callable
@@ -73,6 +74,19 @@ def normalize_number(raw: str, routing: RoutingConfig) -> str:
     return digits
 
 
+def number_variants(canonical: str, routing: RoutingConfig) -> list[str]:
+    """The forms a normalised number may have been stored in (the journal keeps numbers
+    as the PBX gave them): 79161234567 -> 79161234567, 89161234567, 9161234567."""
+    out = [canonical]
+    cc, trunk, length = routing.country_code, routing.trunk_prefix, routing.national_length
+    if length and cc and len(canonical) == len(cc) + length and canonical.startswith(cc):
+        national = canonical[len(cc) :]
+        if trunk:
+            out.append(trunk + national)
+        out.append(national)
+    return out
+
+
 class _Lookup:
     """One CRM lookup in flight; every caller asking for the same number waits on it."""
 
@@ -126,6 +140,7 @@ class Router:
         self._cache: dict[str, tuple[float, Customer | None]] = {}
         self._inflight: dict[str, _Lookup] = {}
         self._nursery: trio.Nursery | None = None
+        self._extension = re.compile(config.pbx.extension_pattern)
         self._counts = {"cache_hits": 0, "crm_lookups": 0, "crm_failures": 0, "late_fills": 0}
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -154,7 +169,7 @@ class Router:
         canonical = normalize_number(number, self._routing)
         if canonical:
             found, customer = self._cache_get(canonical)
-            if not found or customer is None or not customer.user_extension:
+            if not found or customer is None or not self._valid_ext(customer):
                 return None
             self._counts["cache_hits"] += 1
             answer = _answer(customer, "cache")
@@ -184,7 +199,7 @@ class Router:
             source = "crm"
             reserve = JOURNAL_RESERVE * self._routing.deadline if self._journal_enabled() else 0.0
             customer = await self._ask_crm(number, deadline - reserve)
-        if customer is not None and customer.user_extension:
+        if customer is not None and self._valid_ext(customer):
             return _answer(customer, source)
         name = customer.name or None if customer is not None else None
         ext = await self._ask_journal(number, deadline)
@@ -263,6 +278,9 @@ class Router:
 
     # -- journal -----------------------------------------------------------------------
 
+    def _valid_ext(self, customer: Customer) -> bool:
+        return self._extension_or_none(customer.user_extension, "the CRM") is not None
+
     def _journal_enabled(self) -> bool:
         return self._journal is not None and self._routing.journal_fallback_days > 0
 
@@ -274,10 +292,30 @@ class Router:
         if fn is None:
             return None
         since = iso(time.time() - self._routing.journal_fallback_days * 86400) or ""
+        variants = number_variants(number, self._routing)
+
+        def last(conn: sqlite3.Connection) -> str | None:
+            for variant in variants:
+                found = fn(conn, variant, since)
+                if found:
+                    return found
+            return None
+
         ext: str | None = None
         with trio.move_on_at(deadline):
             try:
-                ext = await self._journal.read(lambda conn: fn(conn, number, since))
+                ext = await self._journal.read(last)
             except Exception as exc:
                 log.warning("routing: journal lookup for %s failed: %s", number, exc)
-        return ext or None
+        return self._extension_or_none(ext, "journal")
+
+    def _extension_or_none(self, ext: str | None, where: str) -> str | None:
+        """Only an employee extension: the dialplan dials what we answer."""
+        if not ext:
+            return None
+        if not self._extension.search(ext):
+            log.warning(
+                "routing: %s named %r, not an extension (pbx.extension_pattern)", where, ext
+            )
+            return None
+        return ext

@@ -24,10 +24,15 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 MAX_LINE: Final = 16 * 1024  # longer than any line Asterisk writes
 MAX_ENV_LINES: Final = 512
+MAX_ENV_BYTES: Final = 64 * 1024
 MAX_USAGE_LINES: Final = 1000  # lines of a 520- usage text
 MAX_COMMAND: Final = 8192  # AGI_BUF_LEN in res_agi.c, newline included
 
-_ENV_KEY = re.compile(r"agi_[a-z0-9_]+")
+# complete environment lines; checked as they arrive so garbage fails before any blank line
+_ENV_LINES = re.compile(rb"(?:agi_[a-z0-9_]+:[^\n]*\n)*")
+_ENV_LINE = re.compile(rb"agi_[a-z0-9_]+:[^\n]*")
+_ENV_PAIR = re.compile(r"^(agi_[a-z0-9_]+): ?(.*)$", re.MULTILINE)
+_ENV_ARG = re.compile(r"^agi_arg_(\d{1,5}): ?(.*)$", re.MULTILINE)
 _REPLY_200 = re.compile(r"200 result=(-?\d+)(?: \((.*)\))?(?: endpos=(-?\d+))?")
 _CODE = re.compile(r"(\d{3})([ -])(.*)", re.DOTALL)
 _VERB = re.compile(r"[A-Za-z]+(?: [A-Za-z]+)*")
@@ -150,15 +155,6 @@ def _script_and_query(variables: Mapping[str, str]) -> tuple[str, tuple[tuple[st
     return unquote(path).strip("/"), pairs
 
 
-def _args(variables: Mapping[str, str]) -> tuple[str, ...]:
-    numbered: list[tuple[int, str]] = []
-    for key, value in variables.items():
-        suffix = key[len("agi_arg_") :] if key.startswith("agi_arg_") else ""
-        if suffix.isdigit() and len(suffix) < 6:
-            numbered.append((int(suffix), value))
-    return tuple(value for _, value in sorted(numbered))
-
-
 def parse_reply_line(line: str) -> Reply:
     """One single-line reply (``200 …``, ``510 …``, ``511 …``, ``520 …``)."""
     m = _REPLY_200.fullmatch(line)
@@ -186,7 +182,7 @@ class AgiConnection:
         self._buf = bytearray()
         self._scan = 0  # bytes of _buf already known to hold no LF
         self._eof = False
-        self._env: dict[str, str] = {}
+        self._checked = 0  # bytes of the environment known to be well-formed lines
         self._usage: list[str] | None = None  # inside a 520- multi-line reply
         self._usage_first = ""
 
@@ -226,6 +222,16 @@ class AgiConnection:
             raise RemoteProtocolError("connection already failed")
         if self.state is State.CLOSED:
             return Closed()
+        if self.state is State.ENVIRONMENT:
+            env = self._environment()
+            if env is not None:
+                return env
+            if not self._eof:
+                return NEED_DATA
+            if self._buf:
+                self._fail("connection closed in the middle of the environment")
+            self.state = State.CLOSED
+            return Closed()
         while True:
             raw = self._next_line()
             if raw is None:
@@ -233,8 +239,6 @@ class AgiConnection:
                     return NEED_DATA
                 if self._buf:
                     self._fail("connection closed in the middle of a line")
-                if self.state is State.ENVIRONMENT and self._env:
-                    self._fail("connection closed in the middle of the environment")
                 if self._usage is not None:
                     self._fail("connection closed in the middle of a 520 reply")
                 self.state = State.CLOSED
@@ -244,8 +248,6 @@ class AgiConnection:
                 return event
 
     def _line(self, line: str) -> Event | None:
-        if self.state is State.ENVIRONMENT:
-            return self._environment_line(line)
         if self._usage is not None:
             return self._usage_line(line)
         if line == "HANGUP":
@@ -278,24 +280,40 @@ class AgiConnection:
         self._usage.append(line)
         return None
 
-    def _environment_line(self, line: str) -> Event | None:
-        if line == "":
-            if not self._env:
-                self._fail("empty line before any agi_ variable")
-            variables = self._env
-            self._env = {}
-            self.state = State.IDLE
-            script, query = _script_and_query(variables)
-            return Environment(
-                variables=variables, script=script, query=query, args=_args(variables)
-            )
-        key, sep, value = line.partition(":")
-        if not sep or not _ENV_KEY.fullmatch(key):
-            self._fail(f"not an agi_ environment line: {line[:200]!r}")
-        if len(self._env) >= MAX_ENV_LINES:
+    def _environment(self) -> Environment | None:
+        """The whole agi_* block once its blank line is in; None while it is not."""
+        buf = self._buf
+        if buf[:1] == b"\n" or buf[:2] == b"\r\n":
+            self._fail("empty line before any agi_ variable")
+        end = buf.find(b"\n\n", max(self._checked - 1, 0))
+        end_cr = buf.find(b"\n\r\n", max(self._checked - 1, 0))
+        if end < 0 or 0 <= end_cr < end:
+            end = end_cr
+        complete = len(buf) if end < 0 else end + 1
+        last = buf.rfind(b"\n", 0, complete) + 1
+        if last > self._checked:
+            raw = bytes(buf[self._checked : last]).replace(b"\r\n", b"\n")
+            if _ENV_LINES.fullmatch(raw) is None:
+                bad = next(x for x in raw.split(b"\n") if not _ENV_LINE.fullmatch(x))
+                self._fail(f"not an agi_ environment line: {_decode(bad)[:200]!r}")
+            self._checked = last
+        if end < 0:
+            if len(buf) - last > MAX_LINE:
+                self._fail(f"line longer than {MAX_LINE} bytes")
+            if len(buf) > MAX_ENV_BYTES:
+                self._fail(f"environment longer than {MAX_ENV_BYTES} bytes")
+            return None
+        block = _decode(bytes(buf[: end + 1]).replace(b"\r\n", b"\n")[:-1])
+        del buf[: end + (3 if buf[end + 1 : end + 2] == b"\r" else 2)]
+        self._checked = 0
+        pairs = _ENV_PAIR.findall(block)
+        if len(pairs) > MAX_ENV_LINES:
             self._fail(f"environment longer than {MAX_ENV_LINES} lines")
-        self._env[key] = value[1:] if value.startswith(" ") else value
-        return None
+        variables = dict(pairs)
+        self.state = State.IDLE
+        script, query = _script_and_query(variables)
+        args = tuple(v for _, v in sorted((int(n), v) for n, v in _ENV_ARG.findall(block)))
+        return Environment(variables=variables, script=script, query=query, args=args)
 
     # -- output ------------------------------------------------------------------------
 

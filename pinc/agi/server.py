@@ -12,6 +12,7 @@ dialplan (AGISTATUS=SUCCESS).
 from __future__ import annotations
 
 import logging
+import math
 import re
 from collections.abc import Awaitable, Callable
 from functools import partial
@@ -62,12 +63,24 @@ def clean_value(value: str) -> str:
 class _Session:
     """One connection: the protocol state and the reads from Asterisk."""
 
-    def __init__(self, stream: trio.SocketStream, peer: str, read_timeout: float) -> None:
+    def __init__(self, stream: trio.SocketStream, read_timeout: float) -> None:
         self.stream = stream
-        self.peer = peer
         self.conn = AgiConnection()
         self.read_timeout = read_timeout
+        # One scope for every wait on Asterisk: its deadline is armed only while waiting
+        # (cheaper than a new scope per read on the hot path).
+        self.reads = trio.CancelScope()
+        self.waiting_for = ""
         self.result = "ok"
+
+    @property
+    def peer(self) -> str:
+        """host:port of Asterisk, for log lines (looked up only when one is written)."""
+        try:
+            host, port = self.stream.socket.getpeername()[:2]
+        except (OSError, ValueError, TypeError):
+            return "?"
+        return f"{host}:{port}"
 
     async def _event(self) -> Environment | Reply:
         """The next environment or reply; HANGUP, EOF and garbage end the session."""
@@ -93,9 +106,11 @@ class _Session:
             raise SessionEnded("closed", f"connection lost: {exc}") from None
 
     async def receive(self, what: str) -> Environment | Reply:
-        with trio.move_on_after(self.read_timeout):
-            return await self._event()
-        raise SessionEnded("timeout", f"no {what} within {self.read_timeout}s")
+        self.waiting_for = what
+        self.reads.deadline = trio.current_time() + self.read_timeout
+        event = await self._event()
+        self.reads.deadline = math.inf
+        return event
 
     async def watch(self, done: trio.CancelScope) -> SessionEnded:
         """While pinc looks up (Asterisk has nothing to say), any line ends the session."""
@@ -133,6 +148,8 @@ class AgiServer:
         self.router = router
         self.port: int | None = None
         self.active = 0
+        self._cached = router.cached if isinstance(router, CachedRouter) else None
+        self._extension = re.compile(config.pbx.extension_pattern)
         self._routes: dict[str, Handler] = {
             "responsible": self._responsible,
             "callerid": self._callerid,
@@ -150,20 +167,19 @@ class AgiServer:
         return {"port": self.port, "active": self.active}
 
     async def _handle(self, stream: trio.SocketStream) -> None:
-        peer = _peer(stream)
+        session = _Session(stream, self.config.agi.read_timeout)
         if self.active >= self.config.agi.max_sessions:
             # Refused at once: the dialplan falls back now rather than after a wait in line.
             metrics.AGI_SESSIONS.labels("refused").inc()
-            log.warning("agi %s: %d sessions open, refusing", peer, self.active)
+            log.warning("agi %s: %d sessions open, refusing", session.peer, self.active)
             await trio.aclose_forcefully(stream)
             return
         self.active += 1
-        session = _Session(stream, peer, self.config.agi.read_timeout)
         try:
             await self._session(session)
         except Exception:
             session.result = "error"
-            log.exception("agi %s: session failed", peer)
+            log.exception("agi %s: session failed", session.peer)
         finally:
             self.active -= 1
             metrics.AGI_SESSIONS.labels(session.result).inc()
@@ -171,14 +187,23 @@ class AgiServer:
 
     async def _session(self, session: _Session) -> None:
         with trio.move_on_after(self.config.agi.session_timeout) as deadline:
-            try:
-                await self._dialogue(session)
-            except SessionEnded as end:
-                session.result = end.result
-                log.info("agi %s: %s", session.peer, end)
-            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-                session.result = "closed"
-                log.info("agi %s: connection lost: %s", session.peer, exc)
+            with session.reads:
+                try:
+                    await self._dialogue(session)
+                except SessionEnded as end:
+                    session.result = end.result
+                    log.info("agi %s: %s", session.peer, end)
+                except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+                    session.result = "closed"
+                    log.info("agi %s: connection lost: %s", session.peer, exc)
+            if session.reads.cancelled_caught:
+                session.result = "timeout"
+                log.info(
+                    "agi %s: no %s within %ss",
+                    session.peer,
+                    session.waiting_for,
+                    session.read_timeout,
+                )
         if deadline.cancelled_caught:
             session.result = "timeout"
             log.info(
@@ -190,8 +215,8 @@ class AgiServer:
     async def _lookup(self, session: _Session, number: str) -> Responsible:
         """The router's answer; a cache hit at once, else in a nursery that also watches
         the connection, so a caller who hangs up during the lookup ends the session."""
-        if isinstance(self.router, CachedRouter):
-            cached = self.router.cached(number)
+        if self._cached is not None:
+            cached = self._cached(number)
             if cached is not None:
                 return cached
         answers: list[Responsible] = []
@@ -234,28 +259,34 @@ class AgiServer:
     async def _responsible(self, session: _Session, env: Environment) -> None:
         answer = await self._lookup(session, self._number(env))
         agi = self.config.agi
+        ext = clean_value(answer.ext or "")
+        if ext and not self._extension.search(ext):
+            # The dialplan dials this value: only an employee extension may get through.
+            log.warning(
+                "agi %s: responsible %r does not match pbx.extension_pattern; not set",
+                session.peer,
+                ext,
+            )
+            ext = ""
         for name, value in (
-            (agi.var_responsible, answer.ext),
+            (agi.var_responsible, ext),
             (agi.var_user, answer.user),
             (agi.var_customer, answer.customer_name),
         ):
             value = clean_value(value or "")
             if name and value:
                 await session.command("SET VARIABLE", name, value)
-        log.debug(
-            "agi %s: %s -> %s (%s)", session.peer, env.get("callerid"), answer.ext, answer.source
-        )
+        if log.isEnabledFor(logging.DEBUG):  # session.peer costs a system call
+            log.debug(
+                "agi %s: %s -> %s (%s)",
+                session.peer,
+                env.get("callerid"),
+                answer.ext,
+                answer.source,
+            )
 
     async def _callerid(self, session: _Session, env: Environment) -> None:
         answer = await self._lookup(session, self._number(env))
         name = clean_value(answer.customer_name or "")
         if name:
             await session.command("SET VARIABLE", "CALLERID(name)", name)
-
-
-def _peer(stream: trio.SocketStream) -> str:
-    try:
-        host, port = stream.socket.getpeername()[:2]
-    except (OSError, ValueError, TypeError):
-        return "?"
-    return f"{host}:{port}"

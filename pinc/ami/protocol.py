@@ -249,7 +249,8 @@ class AMIConnection:
             end, skip = end_lf, 2
         if end - start > self.max_message:
             raise self._fail(f"message longer than {self.max_message} bytes", self.offset)
-        raw = bytes(buf[start:end])
+        # The last line's CR sits before the terminator's LF: keep it out of the value.
+        raw = bytes(buf[start : end - 1 if buf[end - 1] == 0x0D else end])
         if b"\x00" in raw:
             raise self._fail("NUL byte in an AMI message", self.offset + raw.index(b"\x00"))
         offset = self.offset

@@ -21,7 +21,7 @@ import logging
 import random
 import re
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -259,7 +259,12 @@ class AmiSimServer:
 
     async def wait_logins(self, count: int) -> None:
         """Return once ``count`` successful logins happened in total."""
-        while self.logins < count:
+        await self.wait_for(lambda: self.logins >= count)
+
+    async def wait_for(self, predicate: Callable[[], bool]) -> None:
+        """Return once ``predicate()`` holds; it is checked after every change the server
+        sees (a connection, an action, a login, an event replayed)."""
+        while not predicate():
             await self._wait_change()
 
     async def drop_clients(self) -> None:
@@ -344,6 +349,7 @@ class AmiSimServer:
 
     async def _handle(self, stream: trio.SocketStream) -> None:
         self.connections += 1
+        self._wake()
         with trio.CancelScope() as scope:
             session = _Session(stream, scope)
             self._sessions.append(session)
@@ -411,6 +417,15 @@ class AmiSimServer:
             return await session.send(reply(("Ping", "Pong"), ("Timestamp", stamp)))
         if name == "coreshowchannels":
             return await session.send(self._core_show_channels(aid, reply))
+        if name == "coresettings":
+            return await session.send(
+                reply(
+                    ("AMIversion", AMI_VERSION),
+                    ("AsteriskVersion", ASTERISK_VERSION.split()[1]),
+                    ("SystemName", ""),
+                    ("CoreMaxCalls", "0"),
+                )
+            )
         if name == "command":
             lines = self._command(msg.get("Command"))
             return await session.send(
@@ -436,6 +451,7 @@ class AmiSimServer:
         ok = ok and msg.get("Username") == self.username and not self.fail_auth
         if not ok:
             self.failed_logins += 1
+            self._wake()
             await session.send(reply(("Message", "Authentication failed"), response="Error"))
             return False
         if "Events" in msg:

@@ -109,6 +109,7 @@ class _Live:
     closing_at: float | None = None
     last_at: float = 0.0
     cause_set: bool = False
+    restored: bool = False  # taken back from the journal: its answer is already known
 
 
 class Tracker:
@@ -253,7 +254,7 @@ class Tracker:
             if not linkedid or linkedid in self._calls:
                 continue
             call = _call_from_dict(data)
-            live = _Live(call=call, kind=call.direction, announced=True)
+            live = _Live(call=call, kind=call.direction, announced=True, restored=True)
             live.last_at = self._now or (call.started_at or 0.0)
             for link in call.linkedids or [linkedid]:
                 self._calls[link] = live
@@ -262,9 +263,7 @@ class Tracker:
 
     def live_calls(self) -> list[Call]:
         return [
-            live.call
-            for live in self._unique_live()
-            if live.announced and live.closing_seq is None
+            live.call for live in self._unique_live() if live.announced and live.closing_seq is None
         ]
 
     def channels_of(self, call_id: str) -> list[dict[str, str]]:
@@ -274,7 +273,8 @@ class Tracker:
                     {
                         "channel": c.name,
                         "uniqueid": c.uid,
-                        "ext": c.ext or (live.call.from_number if c.role == "employee" else "")
+                        "ext": c.ext
+                        or (live.call.from_number if c.role == "employee" else "")
                         or "",
                         "role": c.role,
                     }
@@ -332,7 +332,12 @@ class Tracker:
         live = chan.call
         if live is not None:
             live.last_at = self._now
-            if live.kind == "inbound" and not live.announced and chan.role == "customer" and chan.cid:
+            if (
+                live.kind == "inbound"
+                and not live.announced
+                and chan.role == "customer"
+                and chan.cid
+            ):
                 live.call.from_number = chan.cid
         return chan
 
@@ -399,8 +404,9 @@ class Tracker:
             call.origin = note.get("origin")
             ext = note.get("ext") or ""
             number = note.get("number") or ""
-            self._classify(live, "internal" if self.office.is_ext(number) else "outbound",
-                           ext, number, out)
+            self._classify(
+                live, "internal" if self.office.is_ext(number) else "outbound", ext, number, out
+            )
             return
         trunk = self.office.trunk_contexts
         if chan.context0 in trunk or chan.parsed.context in trunk:
@@ -812,7 +818,7 @@ class Tracker:
             if c.call is not None and c.call is not live:
                 keep, gone = (
                     (live, c.call)
-                    if _older(live.call.linkedid, c.call.linkedid)
+                    if _older(live.call.linkedid, c.call.call.linkedid)
                     else (c.call, live)
                 )
                 self._merge(keep, gone, out)
@@ -969,7 +975,9 @@ class Tracker:
         ended = live.last_hangup if live.last_hangup is not None else self._now
         if live.cdr_end is not None and live.cdr_end > ended:
             ended = live.cdr_end
-        if live.cdr_start is not None and (call.started_at is None or live.cdr_start < call.started_at):
+        if live.cdr_start is not None and (
+            call.started_at is None or live.cdr_start < call.started_at
+        ):
             call.started_at = live.cdr_start
         call.ended_at = ended
         self._refresh(live)
@@ -982,9 +990,9 @@ class Tracker:
             if leg.ended_at is None:
                 leg.ended_at = ended
         started = call.started_at if call.started_at is not None else ended
-        call.duration = max(0, int(round(ended - started)))
+        call.duration = max(0, round(ended - started))
         if call.answered_at is not None:
-            call.talk = max(0, int(round(ended - call.answered_at)))
+            call.talk = max(0, round(ended - call.answered_at))
             call.status = "completed"
         else:
             call.talk = 0
@@ -1024,6 +1032,8 @@ class Tracker:
         """Recompute the derived fields: answered_at, answered_by, status, recording."""
         call = live.call
         ans = live.answer_chan
+        if ans is None and live.restored:
+            return
         if ans is None:
             call.answered_at = None
             call.answered_by = None
@@ -1039,9 +1049,11 @@ class Tracker:
             if ls.leg.result == "answered" and ls.counts:
                 if live.kind == "outbound" and ls.chan.originated:
                     continue
-                by = ls.followme_owner if ls.followme_owner and not self.office.is_ext(
-                    ls.leg.ext
-                ) else ls.leg.ext
+                by = (
+                    ls.followme_owner
+                    if ls.followme_owner and not self.office.is_ext(ls.leg.ext)
+                    else ls.leg.ext
+                )
         call.answered_by = by
         call.recording = live.recording
         if call.status == "ringing":
@@ -1079,7 +1091,7 @@ def _older(a: str, b: str) -> bool:
     """Is Linkedid ``a`` older than ``b`` (epoch, then sequence)?"""
 
     def key(x: str) -> tuple[float, int]:
-        head, _, seq = x.rpartition(".")
+        seq = x.rpartition(".")[2]
         ep = epoch_of(x) or 0.0
         try:
             return ep, int(seq)
@@ -1128,7 +1140,11 @@ def _call_from_dict(d: dict[str, Any]) -> Call:
         )
     for t in d.get("transfers") or []:
         call.transfers.append(
-            Transfer(kind=str(t.get("kind")), from_ext=str(t.get("from") or ""),
-                     to=str(t.get("to") or ""), at=ts(t.get("at")))
+            Transfer(
+                kind=str(t.get("kind")),
+                from_ext=str(t.get("from") or ""),
+                to=str(t.get("to") or ""),
+                at=ts(t.get("at")),
+            )
         )
     return call

@@ -92,14 +92,14 @@ def outbox_retry_command(config: Config, ids: list[str]) -> None:
                 # the call's later callbacks died with it and must follow it, in order
                 changed += conn.execute(
                     "UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_at = 0, "
-                    "created_at = ? WHERE call_id = ? AND id >= ? "
+                    "last_error = NULL, created_at = ? WHERE call_id = ? AND id >= ? "
                     "AND state IN ('dead', 'pending')",
                     (now, call_id, first),
                 ).rowcount
         else:
             cur = conn.execute(
                 "UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_at = 0, "
-                "created_at = ? WHERE state = 'dead' OR state = 'pending'",
+                "last_error = NULL, created_at = ? WHERE state = 'dead' OR state = 'pending'",
                 (now,),
             )
             changed = cur.rowcount

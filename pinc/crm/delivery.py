@@ -16,7 +16,7 @@ import logging
 import random
 import sqlite3
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 
 IDLE_POLL = 10.0  # safety net for rows changed by `pinc outbox retry` from another process
 HEADS_LIMIT = 512  # calls looked at per scheduling pass
+PASS_GAP = 0.01  # seconds between scheduling passes, at least
+STATS_EVERY = 1.0  # backlog metrics refresh while busy, seconds
 FEED_QUEUE = 1024  # only a wake-up signal: a burst past this is harmless
 
 
@@ -94,6 +96,14 @@ def classify(status: int, body: str) -> Outcome:
     return Outcome("ok")
 
 
+@dataclass
+class _Done:
+    row_id: int
+    event: trio.Event = field(default_factory=trio.Event)
+    kept: bool = False
+    error: Exception | None = None
+
+
 class DeliveryWorker:
     """Implements ``pinc.services.CrmState``; start with ``await nursery.start(w.run)``."""
 
@@ -114,6 +124,9 @@ class DeliveryWorker:
         self._wake = trio.Event()
         self._inflight: set[str] = set()
         self._auth_failed = False
+        self._auth_row: int | None = None
+        self._done_queue: list[_Done] = []
+        self._committing: trio.Event | None = None
         self._retry_requested = False
         self._state = "ok" if self.crm.url else "disabled"
         self._last_error: str | None = None
@@ -121,6 +134,8 @@ class DeliveryWorker:
         self._oldest_age = 0.0
         self._dead = 0
         self.delivered = 0  # callbacks vtiger accepted in this run
+        self.idle_poll = IDLE_POLL
+        self._stats_at = -STATS_EVERY
 
     # --- CrmState ------------------------------------------------------------------
 
@@ -142,6 +157,7 @@ class DeliveryWorker:
         if self._auth_failed:
             log.warning("CRM delivery resumed on request after an authentication failure")
         self._auth_failed = False
+        self._auth_row = None
         metrics.CRM_AUTH_FAILED.set(0)
         self._retry_requested = True
         self.poke()
@@ -189,29 +205,44 @@ class DeliveryWorker:
 
     async def _schedule(self, client: httpx.AsyncClient, nursery: trio.Nursery) -> None:
         while True:
-            self._wake = trio.Event()
-            if self._retry_requested:
-                self._retry_requested = False
-                await self.journal.write(_reset_backoff)
-            next_due = time.time() + IDLE_POLL
-            if not self._auth_failed:
-                heads = await self.journal.read(_heads)
-                now = time.time()
-                for call_id, due in heads:
-                    if call_id in self._inflight:
-                        continue
-                    if due > now:
-                        next_due = min(next_due, due)
-                        continue
-                    if len(self._inflight) >= self.crm.concurrency:
-                        break
-                    self._inflight.add(call_id)
-                    nursery.start_soon(self._deliver_call, client, call_id)
+            try:
+                await self._schedule_once(client, nursery)
+            except Exception as exc:  # the journal refused a read or write: keep going
+                log.warning("CRM delivery cannot use the journal: %s (retrying)", exc)
+                await trio.sleep(1.0)
+
+    async def _schedule_once(self, client: httpx.AsyncClient, nursery: trio.Nursery) -> None:
+        self._wake = trio.Event()
+        if self._retry_requested:
+            self._retry_requested = False
+            await self.journal.write(_reset_backoff)
+        next_due = time.time() + self.idle_poll
+        if self._auth_failed and self._auth_row is not None:
+            # `pinc outbox retry` (another process) resets the row that met the failure
+            if await self.journal.read(partial(_was_reset, row_id=self._auth_row)):
+                self.request_retry()
+        if not self._auth_failed:
+            heads = await self.journal.read(_heads)
+            now = time.time()
+            for call_id, due in heads:
+                if call_id in self._inflight:
+                    continue
+                if due > now:
+                    next_due = min(next_due, due)
+                    continue
+                if len(self._inflight) >= self.crm.concurrency:
+                    break
+                self._inflight.add(call_id)
+                nursery.start_soon(self._deliver_call, client, call_id)
+        if trio.current_time() - self._stats_at >= STATS_EVERY or not self._inflight:
             await self._refresh_stats()
-            with trio.move_on_after(max(0.0, next_due - time.time())):
-                await self._wake.wait()
+        with trio.move_on_after(max(0.0, next_due - time.time())):
+            await self._wake.wait()
+        # coalesce wake-ups: each pass costs a query over the waiting rows
+        await trio.sleep(PASS_GAP)
 
     async def _refresh_stats(self) -> None:
+        self._stats_at = trio.current_time()
         backlog, oldest, dead = await self.journal.read(_stats)
         self._backlog = backlog
         self._oldest_age = max(0.0, time.time() - oldest) if oldest else 0.0
@@ -222,38 +253,79 @@ class DeliveryWorker:
     async def _deliver_call(self, client: httpx.AsyncClient, call_id: str) -> None:
         """Send one call's waiting callbacks in order until done, failing or paused."""
         try:
-            while not self._auth_failed:
-                rows = await self.journal.read(partial(_pending_of, call_id=call_id))
-                if not rows:
-                    return
-                for row in rows:
-                    if self._auth_failed or row.next_attempt_at > time.time():
-                        return
-                    # a shutdown waits for the request in flight and its commit (bounded by
-                    # crm.timeout) so that a stop never repeats a callback vtiger accepted
-                    with trio.CancelScope(shield=True) as shield:
-                        shield.deadline = trio.current_time() + self.crm.timeout + 3.0
-                        outcome = await self._send(client, row)
-                        if outcome.result == "ok":
-                            # committed before the next of this call is sent: a crash can
-                            # only repeat this one callback (the window docs/crm.md shows)
-                            kept = await self.journal.write(partial(_mark_done, row_id=row.id))
-                    if outcome.result == "ok":
-                        if not kept:
-                            return  # dropped meanwhile by `pinc outbox drop`
-                        self.delivered += 1
-                        metrics.CRM_CALLBACKS.labels(result="ok").inc()
-                        self._note_ok()
-                        continue
-                    if outcome.result == "auth":
-                        self._note_auth(outcome.error)
-                        metrics.CRM_CALLBACKS.labels(result="auth").inc()
-                        return
-                    await self._note_failure(row, outcome)
-                    return
+            await self._deliver_rows(client, call_id)
+        except Exception as exc:  # a journal error: the row stays pending, tried again later
+            log.warning("CRM delivery of call %s paused: %s", call_id, exc)
         finally:
             self._inflight.discard(call_id)
             self.poke()
+
+    async def _deliver_rows(self, client: httpx.AsyncClient, call_id: str) -> None:
+        while not self._auth_failed:
+            rows = await self.journal.read(partial(_pending_of, call_id=call_id))
+            if not rows:
+                return
+            for row in rows:
+                if self._auth_failed or row.next_attempt_at > time.time():
+                    return
+                # a shutdown waits for the request in flight and its commit (bounded by
+                # crm.timeout) so that a stop never repeats a callback vtiger accepted
+                outcome, kept = Outcome("retry", "interrupted by shutdown", self._state), False
+                with trio.CancelScope(shield=True) as shield:
+                    shield.deadline = trio.current_time() + self.crm.timeout + 3.0
+                    outcome = await self._send(client, row)
+                    if outcome.result == "ok":
+                        # committed before the next of this call is sent: a crash can
+                        # only repeat this one callback (the window docs/crm.md shows)
+                        kept = await self._commit_done(row.id)
+                if outcome.result == "ok":
+                    if not kept:
+                        return  # dropped meanwhile by `pinc outbox drop`
+                    self.delivered += 1
+                    metrics.CRM_CALLBACKS.labels(result="ok").inc()
+                    self._note_ok()
+                    continue
+                if outcome.result == "auth":
+                    self._note_auth(outcome.error)
+                    self._auth_row = row.id
+                    await self.journal.write(
+                        partial(_mark_auth, row_id=row.id, error=outcome.error)
+                    )
+                    metrics.CRM_CALLBACKS.labels(result="auth").inc()
+                    return
+                await self._note_failure(row, outcome)
+                return
+
+    async def _commit_done(self, row_id: int) -> bool:
+        """Mark a row done; rows answered meanwhile by other calls share the commit.
+
+        The first waiter writes every queued id in one transaction (a group commit), the
+        others wait for it; each returns only once its own row is committed.
+        """
+        entry = _Done(row_id)
+        self._done_queue.append(entry)
+        while not entry.event.is_set():
+            if self._committing is not None:
+                await self._committing.wait()
+                continue
+            batch, self._done_queue = self._done_queue, []
+            self._committing = trio.Event()
+            try:
+                ids = [e.row_id for e in batch]
+                kept = await self.journal.write(partial(_mark_done_many, ids=ids))
+                for e in batch:
+                    e.kept = e.row_id in kept
+            except Exception as exc:
+                for e in batch:
+                    e.error = exc
+            finally:
+                for e in batch:
+                    e.event.set()
+                self._committing.set()
+                self._committing = None
+        if entry.error is not None:
+            raise entry.error
+        return entry.kept
 
     async def _send(self, client: httpx.AsyncClient, row: Row) -> Outcome:
         data = form_params(row.kind, row.payload, self.crm)
@@ -346,13 +418,19 @@ def _stats(conn: sqlite3.Connection) -> tuple[int, float | None, int]:
     return int(backlog), (float(oldest) if oldest is not None else None), int(dead)
 
 
-def _mark_done(conn: sqlite3.Connection, row_id: int) -> bool:
-    cur = conn.execute(
-        "UPDATE outbox SET state = 'done', done_at = ?, attempts = attempts + 1, "
-        "last_error = NULL WHERE id = ? AND state = 'pending'",
-        (time.time(), row_id),
-    )
-    return cur.rowcount == 1
+def _mark_done_many(conn: sqlite3.Connection, ids: list[int]) -> set[int]:
+    """Rows vtiger accepted -> done; returns those still pending (not dropped meanwhile)."""
+    now = time.time()
+    kept = set()
+    for row_id in ids:
+        cur = conn.execute(
+            "UPDATE outbox SET state = 'done', done_at = ?, attempts = attempts + 1, "
+            "last_error = NULL WHERE id = ? AND state = 'pending'",
+            (now, row_id),
+        )
+        if cur.rowcount == 1:
+            kept.add(row_id)
+    return kept
 
 
 def _mark_retry(
@@ -372,6 +450,19 @@ def _mark_dead(conn: sqlite3.Connection, row: Row, error: str) -> None:
         "WHERE call_id = ? AND state = 'pending' AND id >= ?",
         (row.id, error, row.call_id, row.id),
     )
+
+
+def _mark_auth(conn: sqlite3.Connection, row_id: int, error: str) -> None:
+    conn.execute(
+        "UPDATE outbox SET attempts = attempts + 1, last_error = ? "
+        "WHERE id = ? AND state = 'pending'",
+        (error, row_id),
+    )
+
+
+def _was_reset(conn: sqlite3.Connection, row_id: int) -> bool:
+    row = conn.execute("SELECT attempts, state FROM outbox WHERE id = ?", (row_id,)).fetchone()
+    return row is None or row[0] == 0 or row[1] != "pending"
 
 
 def _reset_backoff(conn: sqlite3.Connection) -> None:

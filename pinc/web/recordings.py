@@ -11,9 +11,9 @@ import os
 import stat
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from email.utils import format_datetime, parsedate_to_datetime
 from pathlib import Path
-from datetime import UTC, datetime
 
 import trio
 from quart import Request, Response
@@ -72,7 +72,7 @@ def locate(recordings_dir: str, name: str | None) -> Recording:
     return Recording(target, st.st_size, st.st_mtime, etag, ctype)
 
 
-def parse_range(header: str | None, size: int) -> tuple[int, int] | None | str:
+def parse_range(header: str | None, size: int) -> tuple[int, int] | str | None:
     """``(first, last)`` inclusive; None to serve the whole file; "unsatisfiable" for 416.
 
     One range only: a multi-range or malformed header is ignored (RFC 9110 allows

@@ -123,7 +123,7 @@ def _call_id_or_400(call_id: str) -> str | Response:
 
 
 @blueprint.route("/calls/<id>", methods=["GET"])
-async def get_call(id: str) -> Response:  # noqa: A002 (the documented path parameter)
+async def get_call(id: str) -> Response:
     checked = _call_id_or_400(id)
     if isinstance(checked, Response):
         return checked
@@ -141,7 +141,7 @@ async def get_call(id: str) -> Response:  # noqa: A002 (the documented path para
 
 
 @blueprint.route("/calls/<id>/recording", methods=["GET"])
-async def call_recording(id: str) -> Response:  # noqa: A002
+async def call_recording(id: str) -> Response:
     checked = _call_id_or_400(id)
     if isinstance(checked, Response):
         return checked
@@ -171,7 +171,7 @@ def _str(body: dict[str, Any], key: str) -> str | None:
 
 
 @blueprint.route("/calls/<id>/transfer", methods=["POST"])
-async def call_transfer(id: str) -> Response:  # noqa: A002
+async def call_transfer(id: str) -> Response:
     checked = _call_id_or_400(id)
     if isinstance(checked, Response):
         return checked

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from quart import Blueprint, Response, jsonify, redirect, request
+from quart import Blueprint, Response, jsonify, request
 
 from pinc import __version__, metrics
 from pinc.web.app import state, text
@@ -88,7 +88,7 @@ async def metrics_page() -> Response:
 
 
 def _cookie_response(target: str) -> Response:
-    response = redirect(target, 303)
+    response = Response("", status=303, headers={"Location": target})
     response.set_cookie(
         COOKIE,
         state().token,
@@ -127,7 +127,7 @@ async def login() -> Response:
 
 @blueprint.route("/logout", methods=["POST"])
 async def logout() -> Response:
-    response = redirect("/", 303)
+    response = Response("", status=303, headers={"Location": "/"})
     response.delete_cookie(COOKIE, path="/")
     return response
 

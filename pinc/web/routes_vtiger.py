@@ -84,7 +84,9 @@ async def _recording_response(call_id: str, *, json_errors: bool) -> Response:
     st = state()
     call = await st.services.journal.read(lambda conn: queries.get_call(conn, call_id))
     if call is None:
-        return api_error(404, "not_found", "no such call") if json_errors else text("Not Found", 404)
+        if json_errors:
+            return api_error(404, "not_found", "no such call")
+        return text("Not Found", 404)
     try:
         rec = recordings.locate(st.services.config.pbx.recordings_dir, call.get("recording"))
     except recordings.NotFound as exc:

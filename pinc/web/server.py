@@ -75,7 +75,7 @@ class _DeadlineStream(trio.abc.HalfCloseableStream):
         await self.inner.aclose()
 
 
-def _asgi(app: ASGIApp) -> ASGIApp:
+def _asgi(app: Any) -> ASGIApp:
     async def asgi(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] in ("http", "websocket"):
             path = scope.get("path", "")
@@ -131,7 +131,8 @@ class WebServer:
                 nursery.start_soon(fn)
 
             quart_app = create_app(self.services, spawn=spawn)
-            app = wrap_app(_asgi(quart_app), config.wsgi_max_body_size, "asgi")
+            asgi: Any = _asgi(quart_app)
+            app = wrap_app(asgi, config.wsgi_max_body_size, "asgi")
             lifespan = Lifespan(app, config, {})
             await nursery.start(lifespan.handle_lifespan)
             await lifespan.wait_for_startup()

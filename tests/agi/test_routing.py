@@ -227,3 +227,44 @@ async def test_metrics_counted() -> None:
     before = count("none")
     await router(None).responsible("79161234567")
     assert count("none") == before + 1
+
+
+async def test_crm_extension_must_match_pattern(
+    nursery: trio.Nursery, journal: FakeJournal
+) -> None:
+    crm = FakeCrm({"79161234567": Customer("Ivan", user_name="Anna", user_extension="PJSIP/9")})
+    journal.add("79161234567", "103", time.time() - 60)
+    r = router(crm, journal)
+    await nursery.start(r.run)
+    answer = await r.responsible("79161234567")
+    assert answer == Responsible(ext="103", customer_name="Ivan", source="journal")
+    assert r.cached("79161234567") is None  # not a complete answer: no fast path
+
+
+async def test_journal_matches_the_number_as_the_pbx_stored_it(
+    nursery: trio.Nursery, journal: FakeJournal
+) -> None:
+    journal.add("89161234567", "104", time.time() - 60)  # the trunk sent 8...
+    r = router(None, journal)
+    assert await r.responsible("+79161234567") == Responsible(ext="104", source="journal")
+    journal.add("79990000000", "PJSIP/x", time.time() - 30)  # not an extension: ignored
+    assert await r.responsible("+79990000000") == Responsible()
+
+
+async def test_cached_fast_path(nursery: trio.Nursery) -> None:
+    crm = FakeCrm({"79161234567": IVAN})
+    r = router(crm)
+    await nursery.start(r.run)
+    assert r.cached("79161234567") is None
+    await r.responsible("79161234567")
+    assert r.cached("8 916 123 45 67") == Responsible(
+        "102", "Anna Smirnova", "Ivan Petrov", "cache"
+    )
+    assert r.cached("anonymous") == Responsible()
+
+
+def test_default_journal_query_is_the_journal_engineers() -> None:
+    from pinc.journal import queries
+    from pinc.routing import _default_last_talker
+
+    assert _default_last_talker() is queries.last_talker

@@ -10,6 +10,7 @@ import trio
 
 from pinc import metrics
 from pinc.routing import Customer
+from pinc.services import Responsible
 
 from .conftest import (
     FIXTURES,
@@ -80,14 +81,21 @@ async def test_callerid_without_args_uses_agi_callerid(nursery: trio.Nursery) ->
 
 
 async def test_crm_values_cannot_inject_lines(nursery: trio.Nursery) -> None:
-    evil = Customer('Evil\n"HANGUP\r\nEXEC Dial', user_extension="10\n2")
+    evil = Customer('Evil\n"HANGUP\r\nEXEC Dial', user_name="A\\B", user_extension="10\n2")
     running = await start(nursery, make_config(), FakeCrm({"79161234567": evil}), None)
     with trio.fail_after(10):
         sent = await agi_client(running.port, environment())
-    assert sent == [
-        b'SET VARIABLE PINC_RESPONSIBLE "10 2"\n',
-        b'SET VARIABLE PINC_CUSTOMER_NAME "Evil \\"HANGUP EXEC Dial"\n',
-    ]
+    # "10\n2" is not an extension (pbx.extension_pattern): no manager, only the name
+    assert sent == [b'SET VARIABLE PINC_CUSTOMER_NAME "Evil \\"HANGUP EXEC Dial"\n']
+
+
+@pytest.mark.parametrize("ext", ["102&PJSIP/evil", "PJSIP/102", "1", "123456"])
+async def test_responsible_must_be_an_extension(nursery: trio.Nursery, ext: str) -> None:
+    crm = FakeCrm({"79161234567": Customer("Ivan", user_extension=ext)})
+    running = await start(nursery, make_config(agi=LAB_VARS), crm, None)
+    with trio.fail_after(10):
+        sent = await agi_client(running.port, environment())
+    assert sent == [b"SET VARIABLE PINC_CUSTOMER_NAME Ivan\n"]
 
 
 async def test_unknown_caller_sets_nothing_and_closes(nursery: trio.Nursery) -> None:
@@ -255,3 +263,72 @@ async def test_sessions_beyond_max_are_refused_at_once(nursery: trio.Nursery) ->
         for s in held:
             await s.aclose()
     assert sessions("refused") == before + 1
+
+
+async def test_second_call_answered_from_cache(nursery: trio.Nursery) -> None:
+    crm = FakeCrm({"79161234567": IVAN})
+    running = await start(nursery, make_config(agi=LAB_VARS), crm, None)
+    with trio.fail_after(10):
+        first = await agi_client(running.port, fixture_environment())
+        second = await agi_client(running.port, environment(callerid="+7 916 123 45 67"))
+    assert first == second
+    assert crm.calls == ["79161234567"]
+    assert running.router.statistics()["cache_hits"] == 1
+
+
+@pytest.mark.parametrize(
+    ("after_env", "result"),
+    [(b"", "closed"), (b"GET / HTTP/1.0\n", "error"), (b"200 result=1\n", "error")],
+    ids=["close", "garbage", "stray-reply"],
+)
+async def test_peer_ends_session_during_lookup(
+    nursery: trio.Nursery, after_env: bytes, result: str
+) -> None:
+    crm = FakeCrm()
+    crm.never = True
+    running = await start(nursery, make_config(agi={"session_timeout": 30.0}), crm, None)
+    before = sessions(result)
+    with trio.fail_after(10):
+        stream = await trio.open_tcp_stream("127.0.0.1", running.port)
+        await stream.send_all(environment() + after_env)
+        await crm.called.wait()
+        if after_env:
+            assert await stream.receive_some(100) == b""
+        await stream.aclose()
+        while sessions(result) == before:  # noqa: ASYNC110 (the server ends it on its own)
+            await trio.sleep(0.01)
+    assert running.server.active == 0
+
+
+class PlainRouter:
+    """Only the services.Router protocol: no cache fast path, no checks of its own."""
+
+    def __init__(self, ext: str) -> None:
+        self.ext = ext
+
+    async def responsible(self, number: str) -> Responsible:
+        await trio.lowlevel.checkpoint()
+        return Responsible(ext=self.ext, user="A\\B", source="crm")
+
+
+async def test_any_router_protocol_works(nursery: trio.Nursery) -> None:
+    from pinc.agi.server import AgiServer
+
+    server = AgiServer(make_config(), PlainRouter("101"))
+    port = await nursery.start(server.run)
+    with trio.fail_after(10):
+        assert await agi_client(port, environment()) == [
+            b"SET VARIABLE PINC_RESPONSIBLE 101\n",
+            b'SET VARIABLE PINC_RESPONSIBLE_USER "A\\\\B"\n',
+        ]
+
+
+@pytest.mark.parametrize("ext", ["10\n2", "102&PJSIP/evil"])
+async def test_server_checks_extension_from_any_router(nursery: trio.Nursery, ext: str) -> None:
+    from pinc.agi.server import AgiServer
+
+    server = AgiServer(make_config(), PlainRouter(ext))
+    port = await nursery.start(server.run)
+    with trio.fail_after(10):
+        sent = await agi_client(port, environment())
+    assert sent == [b'SET VARIABLE PINC_RESPONSIBLE_USER "A\\\\B"\n']

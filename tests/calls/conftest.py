@@ -16,8 +16,18 @@ PJSIP = FIXTURES / "asterisk-pjsip"
 EXPECTED = FIXTURES / "expected"
 
 CONTRACT = (
-    "linkedid", "direction", "status", "from", "to", "started_at", "answered_at", "ended_at",
-    "duration", "talk", "answered_by", "recording",
+    "linkedid",
+    "direction",
+    "status",
+    "from",
+    "to",
+    "started_at",
+    "answered_at",
+    "ended_at",
+    "duration",
+    "talk",
+    "answered_by",
+    "recording",
 )
 
 

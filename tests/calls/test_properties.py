@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pinc.ami.protocol import AMIConnection, Message
-from pinc.calls.channels import epoch_of
+from pinc.calls.channels import cdr_time, epoch_of
 from pinc.calls.replay import replay_calls
 from pinc.config import Config, load_config
 
@@ -60,8 +60,9 @@ EVENTS = _events_of_load()
 
 
 def _buckets() -> list[dict[str, list[Message]]]:
-    """Events grouped by the second they happened in (the Uniqueid clock), then by call:
-    inside one second, events of different calls may come in any order."""
+    """Events grouped by the second they happened in (as far as the events tell: Uniqueid
+    epochs and Cdr end times), then by call: inside one second, events of different calls
+    may come in any order."""
     link_of: dict[str, str] = {}
     clock = 0.0
     buckets: dict[float, dict[str, list[Message]]] = defaultdict(lambda: defaultdict(list))
@@ -70,12 +71,16 @@ def _buckets() -> list[dict[str, list[Message]]]:
         link = m.get("Linkedid").strip()
         if uid and link:
             link_of[uid] = link
-        for key in ("Uniqueid", "DestUniqueid"):
-            ep = epoch_of(m.get(key).strip())
+        times = [epoch_of(m.get(key).strip()) for key in ("Uniqueid", "DestUniqueid")]
+        if m.name == "Cdr":
+            times.append(cdr_time(m.get("EndTime")))
+        for ep in times:
             if ep is not None and ep > clock:
                 clock = ep
-        key = link or link_of.get(m.get("UniqueID").strip(), "") or link_of.get(
-            m.get("DestUniqueid").strip(), ""
+        key = (
+            link
+            or link_of.get(m.get("UniqueID").strip(), "")
+            or link_of.get(m.get("DestUniqueid").strip(), "")
         )
         buckets[clock][key].append(m)
     return [buckets[t] for t in sorted(buckets)]

@@ -48,9 +48,18 @@ def test_concurrent_load_all_fifty_calls(config: Config) -> None:
 
 def test_replay_subprocess_prints_json_lines() -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "pinc", "replay", str(LOCAL / "inbound_answered.ami"),
-         str(LOCAL / "outbound_answered.ami")],
-        capture_output=True, text=True, check=True, timeout=60,
+        [
+            sys.executable,
+            "-m",
+            "pinc",
+            "replay",
+            str(LOCAL / "inbound_answered.ami"),
+            str(LOCAL / "outbound_answered.ami"),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
     )
     lines = [json.loads(x) for x in out.stdout.splitlines()]
     assert [x["direction"] for x in lines] == ["inbound", "outbound"]

@@ -26,9 +26,7 @@ def test_pjsip_expected(path: Path, config: Config) -> None:
         for key in ("direction", "from", "to", "status", "answered_by"):
             assert g[key] == w[key], key
         assert [{"ext": x["ext"], "result": x["result"]} for x in g["legs"]] == w["legs"]
-        assert [{k: t[k] for k in ("kind", "from", "to")} for t in g["transfers"]] == w[
-            "transfers"
-        ]
+        assert [{k: t[k] for k in ("kind", "from", "to")} for t in g["transfers"]] == w["transfers"]
         assert w["talk_min"] <= g["talk"] <= w["talk_max"]
         assert bool(g["recording"]) is w["recording"]
         if w["recording"]:

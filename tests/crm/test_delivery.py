@@ -120,3 +120,26 @@ async def test_auth_failure_pauses_until_retry(vtiger: FakeVtiger, journal: Mini
     assert metrics.CRM_AUTH_FAILED._value.get() == 0
     row = vtiger.row("c3")
     assert row is not None and row["callstatus"] == "no-answer"
+
+
+async def test_auth_failure_resumes_after_cli_retry(vtiger: FakeVtiger, journal: MiniJournal,
+                                                    tmp_path: Path) -> None:
+    from pinc.crm.cli import outbox_retry_command
+
+    config = crm_config(vtiger.port, tmp_path)
+    vtiger.secret = "something-else"
+    journal.add_batch_hook(make_outbox_hook(config))
+    worker = DeliveryWorker(config, journal, journal.feed)
+    worker.idle_poll = 0.05
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(worker.run)
+            await journal.submit(inbound_missed())
+            await wait_until(lambda: worker.status()["state"] == "auth-failed")
+            head = rows(journal.path)[0]
+            assert head["attempts"] == 1 and "Authentication" in head["last_error"]
+            vtiger.secret = config.crm.secret
+            await trio.to_thread.run_sync(outbox_retry_command, config, [])
+            await wait_until(lambda: len(done(journal)) == 3)
+            nursery.cancel_scope.cancel()
+    assert worker.status()["state"] == "ok"

@@ -75,7 +75,8 @@ def test_outbound_startapp_carries_customer_in_caller_id_name(tmp_path: Path) ->
     assert plan_callbacks(change("call.ended", internal), [], config) == []
 
 
-@pytest.mark.parametrize("caller", ['<79161234567>', '[VIP] 79161234567', '{"vip": true} 79161234567',
+@pytest.mark.parametrize("caller", ["<79161234567>", "[VIP] 79161234567",
+                                    '{"vip": true} 79161234567',
                                     '"Anna" <+7 (916) 123-45-67>', "'79161234567'"])
 async def test_hostile_caller_ids_are_normalised(vtiger: FakeVtiger, journal: MiniJournal,
                                                  tmp_path: Path, caller: str) -> None:

@@ -58,7 +58,7 @@ async def test_outage_then_recovery(vtiger: FakeVtiger, journal: MiniJournal,
                 await journal.submit(answered_inbound_changes(f"o{i}"))
             await wait_until(lambda: "cannot reach" in (worker.status()["last_error"] or ""))
             assert worker.status()["state"] == "unreachable"
-            assert worker.status()["backlog"] > 0
+            await wait_until(lambda: worker.status()["backlog"] > 0)
             assert vtiger.accepted == []
             vtiger.accept()
             await wait_until(lambda: pending(journal.path) == 0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -18,6 +19,14 @@ ROOT = Path(__file__).resolve().parent.parent.parent
 FIXTURES = ROOT / "tests" / "fixtures" / "asterisk-local"
 TOKEN = "integration-token-1234"
 SECRET = "pincsecret"
+
+
+@functools.cache
+def transcript(name: str) -> tuple[bytes, ...]:
+    """A recorded transcript's events, loaded once per test session (loading is slow)."""
+    from pinc.ami.simserver import load_transcript
+
+    return tuple(load_transcript(FIXTURES / name))
 
 
 def write_config(tmp_path: Path, ami_port: int, db: Path) -> Path:

@@ -26,11 +26,12 @@ from .conftest import (
     journal_rows,
     pinc_command,
     replay_calls,
+    transcript,
     write_config,
 )
 
 pytest.importorskip("pinc.ami.client")
-from pinc.ami.simserver import AmiSimServer, load_transcript
+from pinc.ami.simserver import AmiSimServer
 
 LOAD = FIXTURES / "concurrent_load.ami"
 
@@ -63,7 +64,7 @@ async def test_run_journal_matches_replay(tmp_path: Path) -> None:
     expected = replay_calls(LOAD)
     assert len(expected) == 50
     db = tmp_path / "data" / "pinc.db"
-    sim = AmiSimServer(load_transcript(LOAD))
+    sim = AmiSimServer(transcript(LOAD.name))
     with trio.fail_after(90):
         async with trio.open_nursery() as nursery:
             port = await nursery.start(sim.run)
@@ -99,7 +100,7 @@ async def subscribe(port: int, seen: list[dict[str, Any]], ready: trio.Event) ->
 
 
 async def test_sigkill_mid_replay_then_restart(tmp_path: Path) -> None:
-    events = load_transcript(LOAD)
+    events = list(transcript(LOAD.name))
     db = tmp_path / "data" / "pinc.db"
     sim = AmiSimServer(events, rate=1500.0)  # ~5 s of replay; it waits while no one listens
     seen: list[dict[str, Any]] = []

@@ -30,7 +30,7 @@ async def test_demo_plays_calls_into_the_app_and_the_crm(tmp_path: Path) -> None
         async with trio.open_nursery() as nursery:
             handle: DemoHandle = await nursery.start(run_demo, options)
             base = f"http://127.0.0.1:{handle.web_port}"
-            async with httpx.AsyncClient() as client:
+            async with httpx.AsyncClient(follow_redirects=True) as client:
                 ping = await client.get(f"{base}/ping")
                 assert ping.status_code == 200
                 page = await client.get(handle.dashboard_url)

@@ -84,7 +84,9 @@ class FakeRouter:
     async def responsible(self, number: str) -> Responsible:
         self.asked.append(number)
         if number == "79161234567":
-            return Responsible(ext="102", user="manager2", customer_name="ООО Ромашка", source="crm")
+            return Responsible(
+                ext="102", user="manager2", customer_name="ООО Ромашка", source="crm"
+            )
         return Responsible()
 
 
@@ -201,3 +203,79 @@ def call_dict(call_id: str, **over: Any) -> dict[str, Any]:
 
 def change(kind: str, call: dict[str, Any], at: str = "2026-11-24T00:42:06Z") -> CallChange:
     return CallChange(kind=kind, call_id=call["id"], at=at, call=call)
+
+
+# ---- a replayed transcript through the real ingest, tracker and journal ------------------
+
+
+@dataclass
+class Received:
+    message: Message
+    at: float
+
+
+class TranscriptAmi(FakeAmi):
+    """AMI as the ingest sees it: an event channel this test fills from a real transcript."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.send, self.events = trio.open_memory_channel[Any](1000)
+
+    async def action(
+        self,
+        name: str,
+        fields: Mapping[str, str | int | Iterable[str]] | Iterable[tuple[str, str]] = (),
+        *,
+        timeout: float | None = None,
+    ) -> ActionResult:
+        result = await super().action(name, fields, timeout=timeout)
+        if name == "CoreShowChannels":
+            return ActionResult(response("Success", EventList="start"))
+        return result
+
+    async def play(self, events: Sequence[bytes], *, pause: float = 0.0) -> None:
+        import time
+
+        from pinc.ami.protocol import AMIConnection
+
+        for raw in events:
+            conn = AMIConnection(expect_banner=False)
+            conn.feed(raw)
+            msg = conn.next_message()
+            assert isinstance(msg, Message)
+            await self.send.send(Received(msg, time.time()))
+            if pause:
+                await trio.sleep(pause)
+
+
+async def start_pipeline(
+    nursery: trio.Nursery, tmp_path: Path, config: Config | None = None
+) -> tuple[Env, TranscriptAmi]:
+    from pinc.ingest import Ingest
+
+    config = config or make_config(tmp_path)
+    ami = TranscriptAmi()
+    feed = FeedHub()
+    journal = Journal(config, feed)
+    await nursery.start(journal.run)
+    ingest = Ingest(config, ami, journal)
+    await nursery.start(ingest.run)
+    services = Services(
+        config=config, ami=ami, journal=journal, feed=feed, ingest=ingest,
+        router=FakeRouter(), crm=FakeCrm(),
+    )
+    server = WebServer(services, host="127.0.0.1", port=0)
+    port = await nursery.start(server.run)
+    env = Env(services, server, port, journal, feed, ami, FakeIngest(), FakeRouter(),
+              Path(config.pbx.recordings_dir))
+    return env, ami
+
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+
+
+def transcript(name: str) -> list[bytes]:
+    from pinc.ami.simserver import load_transcript
+
+    sub = "asterisk-pjsip" if name.startswith("pjsip_") else "asterisk-local"
+    return load_transcript(FIXTURES / sub / f"{name}.ami")

@@ -32,7 +32,8 @@ async def rec(env: Env) -> Env:
 def _get(client: httpx.AsyncClient, headers: dict[str, str] | None = None, *, api: bool = False
          ) -> object:
     if api:
-        return client.get("/api/calls/r1/recording", headers={"Authorization": "Bearer test-token-0123456789", **(headers or {})})
+        auth = {"Authorization": "Bearer test-token-0123456789"}
+        return client.get("/api/calls/r1/recording", headers={**auth, **(headers or {})})
     return client.get("/recording", params={"id": "r1", "secret": SECRET}, headers=headers or {})
 
 
@@ -101,7 +102,9 @@ async def test_head_etag_last_modified(rec: Env, client: httpx.AsyncClient) -> N
         "/recording", params=params, headers={"Range": "bytes=0-9", "If-Range": '"stale"'}
     )
     assert (r.status_code, len(r.content)) == (200, SIZE)
-    r = await client.get("/recording", params=params, headers={"Range": "bytes=0-9", "If-Range": etag})
+    r = await client.get(
+        "/recording", params=params, headers={"Range": "bytes=0-9", "If-Range": etag}
+    )
     assert (r.status_code, len(r.content)) == (206, 10)
 
 

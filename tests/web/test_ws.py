@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import trio
+import trio.lowlevel
 import trio_websocket
 from trio_websocket import ConnectionClosed, ConnectionRejected, open_websocket_url
 
@@ -122,12 +123,12 @@ async def test_slow_client_dropped_fast_client_gets_everything(
             nursery.start_soon(read_fast)
             for n in range(total):
                 # paced by the fast client only: it never falls 16 behind; the slow one does
-                while len(got) < n - 8:
+                while len(got) < n - 8:  # noqa: ASYNC110 (polls state another task owns)
                     await trio.sleep(0.001)
                 c = call_dict(f"f{n}", notes=pad)
                 env.feed.publish([CallChange("call.ringing", c["id"], "2026-11-24T00:42:06Z", c,
                                              {"n": n})])
-                await trio.sleep(0)
+                await trio.lowlevel.checkpoint()
             await done.wait()
             assert got == list(range(total))  # everything, in order
             # Now the slow client reads: what was buffered, then the close code.
@@ -148,7 +149,7 @@ async def test_client_that_stops_reading_is_cut_by_the_write_deadline(
     with trio.fail_after(30):
         stuck = await _small_buffer_client(nursery, env.port, f"/ws?token={TOKEN}")
         assert stuck is not None
-        while env.feed.statistics()["subscribers"] < 1:
+        while env.feed.statistics()["subscribers"] < 1:  # noqa: ASYNC110 (polls state another task owns)
             await trio.sleep(0.01)
         pad = "y" * 3000
         while env.feed.statistics()["subscribers"] > 0:  # gone once the deadline cut it

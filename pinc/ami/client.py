@@ -1,0 +1,547 @@
+"""The AMI client on trio: one long-lived connection to Asterisk, kept up forever.
+
+``AmiClient.run`` connects (with a deadline), logs in (MD5 challenge or plain), asks for
+the configured event classes and server-side filters, then hands every event to the
+single consumer through ``client.events`` (bounded: when it is full the client stops
+reading, it never drops an event). A ``Ping`` every ``ping_interval`` seconds proves the
+link alive; no pong within ``ping_timeout`` drops the link. Any drop -> reconnect with
+exponential backoff and jitter, and a ``Connected`` notice after every login so the
+consumer can resync with ``CoreShowChannels``.
+
+The bytes are parsed by the sans-IO :mod:`pinc.ami.protocol`; this module only moves them.
+The secret never reaches a log line: only the username is ever logged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import trio
+
+from pinc import metrics
+from pinc.ami.protocol import (
+    NEED_DATA,
+    AMIConnection,
+    Banner,
+    Kind,
+    LocalProtocolError,
+    Message,
+    RemoteProtocolError,
+    encode_action,
+)
+from pinc.config import AmiConfig, Config
+from pinc.services import ActionResult
+
+log = logging.getLogger(__name__)
+
+_RECV_SIZE = 65536
+_CONNECTION_ERRORS = (OSError, trio.BrokenResourceError, trio.ClosedResourceError)
+
+
+class AmiNotConnected(Exception):
+    """The client is not logged in to AMI (or the link dropped while waiting)."""
+
+
+class AmiAuthError(Exception):
+    """Asterisk refused the username or secret."""
+
+
+class _LinkLost(Exception):
+    """The current connection is unusable; the reason says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    """One AMI event, with the wall-clock time (time.time()) it arrived."""
+
+    message: Message
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Connected:
+    """Logged in (again). ``reconnect`` is False only for the first login of this client."""
+
+    asterisk_version: str
+    at: float
+    reconnect: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Disconnected:
+    """A logged-in link ended; events may have been missed until the next ``Connected``."""
+
+    reason: str
+    at: float
+
+
+ClientEvent = Received | Connected | Disconnected
+
+
+@dataclass
+class _Pending:
+    """An action waiting for its response (and, for a list reply, its events)."""
+
+    done: trio.Event = field(default_factory=trio.Event)
+    response: Message | None = None
+    events: list[Message] = field(default_factory=list)
+    listing: bool = False  # the response said EventList: start; collecting until Complete
+    error: str | None = None
+
+
+class _Link:
+    """One TCP connection: the stream, its parser, and a write lock."""
+
+    def __init__(self, stream: trio.SocketStream, config: AmiConfig) -> None:
+        self.stream = stream
+        self.config = config
+        self.parser = AMIConnection()
+        self.write_lock = trio.StrictFIFOLock()
+        self.banner: Banner | None = None
+        self.early: list[Message] = []  # events that arrived before Connected was sent
+        self.ready = False  # Connected sent: events go straight to the consumer
+
+    async def send(self, data: bytes) -> None:
+        async with self.write_lock:
+            with trio.fail_after(self.config.action_timeout):
+                await self.stream.send_all(data)
+
+    async def receive(self, timeout: float) -> bool:
+        """Read one chunk into the parser; False at EOF."""
+        with trio.fail_after(timeout):
+            data = await self.stream.receive_some(_RECV_SIZE)
+        if not data:
+            return False
+        self.parser.feed(data)
+        return True
+
+    async def next_message(self, timeout: float) -> Banner | Message:
+        """The next whole message, reading as needed (used only during login)."""
+        with trio.fail_after(timeout):
+            while True:
+                msg = self.parser.next_message()
+                if msg is not NEED_DATA:
+                    assert isinstance(msg, Banner | Message)
+                    return msg
+                if not await self.receive(timeout):
+                    raise _LinkLost("Asterisk closed the connection during login")
+
+    async def request(
+        self, name: str, fields: Mapping[str, str | int | Iterable[str]], action_id: str
+    ) -> Message:
+        """Send one action and wait for its response, keeping any event seen meanwhile."""
+        await self.send(encode_action(name, fields, action_id=action_id))
+        timeout = self.config.action_timeout
+        while True:
+            msg = await self.next_message(timeout)
+            if isinstance(msg, Banner):
+                self.banner = msg
+            elif msg.kind is Kind.RESPONSE and msg.action_id == action_id:
+                return msg
+            elif msg.kind is Kind.EVENT:
+                self.early.append(msg)
+
+    async def open(self, username: str, secret: str, auth: str, events: str) -> None:
+        """Read the banner and log in; raises AmiAuthError when refused."""
+        first = await self.next_message(self.config.connect_timeout)
+        if not isinstance(first, Banner):
+            raise RemoteProtocolError("no AMI banner", 0)
+        self.banner = first
+        fields: dict[str, str] = {"Username": username}
+        if auth == "md5":
+            reply = await self.request("Challenge", {"AuthType": "MD5"}, "pinc-challenge")
+            challenge = reply.get("Challenge")
+            if reply.name != "Success" or not challenge:
+                raise AmiAuthError(f"MD5 challenge refused: {reply.get('Message') or reply.name}")
+            fields["AuthType"] = "MD5"
+            fields["Key"] = hashlib.md5((challenge + secret).encode()).hexdigest()
+        else:
+            fields["Secret"] = secret
+        if events:
+            fields["Events"] = events
+        reply = await self.request("Login", fields, "pinc-login")
+        if reply.name != "Success":
+            raise AmiAuthError(reply.get("Message") or reply.name)
+
+    async def aclose(self) -> None:
+        with trio.move_on_after(1) as scope:
+            scope.shield = True
+            await self.stream.aclose()
+
+
+async def _connect(config: AmiConfig) -> _Link:
+    with trio.fail_after(config.connect_timeout):
+        stream = await trio.open_tcp_stream(config.host, config.port)
+    return _Link(stream, config)
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, trio.TooSlowError):
+        return "timed out"
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+class AmiClient:
+    """The AMI connection as the rest of pinc sees it (``pinc.services.AmiActions``)."""
+
+    def __init__(self, config: AmiConfig) -> None:
+        self.config = config
+        self._send_events, self.events = trio.open_memory_channel[ClientEvent](
+            max(1, config.queue_size)
+        )
+        self._link: _Link | None = None
+        self._logged_in = False
+        self._pending: dict[str, _Pending] = {}
+        self._ids = itertools.count(1)
+        self._since: float | None = None
+        self._asterisk_version = ""
+        self._ami_version = ""
+        self._logins = 0
+        self._last_error: str | None = None
+        self._consumer_blocked = False
+        self._consumer_unblocked_at = 0.0  # trio clock
+        self._pong_at = 0.0  # trio clock
+        self._rng = random.Random()
+        self._attempt_done: Callable[[], None] = lambda: None
+
+    # -- public API -----------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        since = (
+            datetime.fromtimestamp(self._since, UTC).isoformat().replace("+00:00", "Z")
+            if self._since is not None
+            else None
+        )
+        return {
+            "connected": self._logged_in,
+            "since": since,
+            "asterisk_version": self._asterisk_version,
+            "ami_version": self._ami_version,
+            "reconnects": max(0, self._logins - 1),
+            "last_error": self._last_error,
+            "host": f"{self.config.host}:{self.config.port}",
+            "queued_events": self._send_events.statistics().current_buffer_used,
+        }
+
+    async def action(
+        self,
+        name: str,
+        fields: Mapping[str, str | int | Iterable[str]] | Iterable[tuple[str, str]] = (),
+        *,
+        timeout: float | None = None,
+    ) -> ActionResult:
+        """Send an action and return its response (with its list events), by ActionID.
+
+        Raises AmiNotConnected when not logged in (or when the link drops while waiting),
+        trio.TooSlowError past the deadline (``ami.action_timeout`` by default), and
+        LocalProtocolError for a key or value that holds CR or LF.
+        """
+        link = self._link
+        if link is None or not self._logged_in:
+            raise AmiNotConnected("not connected to Asterisk AMI")
+        action_id = f"pinc-{next(self._ids)}"
+        data = encode_action(name, fields, action_id=action_id)
+        pending = _Pending()
+        self._pending[action_id] = pending
+        try:
+            with trio.fail_after(self.config.action_timeout if timeout is None else timeout):
+                try:
+                    await link.send(data)
+                except _CONNECTION_ERRORS as exc:
+                    raise AmiNotConnected(f"AMI link lost: {_describe(exc)}") from exc
+                await pending.done.wait()
+        finally:
+            self._pending.pop(action_id, None)
+        if pending.error is not None or pending.response is None:
+            raise AmiNotConnected(pending.error or "AMI link lost")
+        return ActionResult(pending.response, tuple(pending.events))
+
+    # -- the service ----------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Connect and stay connected until cancelled. ``started`` fires after the first
+        attempt, whether it logged in or failed."""
+        cfg = self.config
+        delay = cfg.reconnect_min
+        started = False
+        last_complaint = ""
+
+        def attempt_done() -> None:
+            nonlocal started
+            if not started:
+                started = True
+                task_status.started()
+
+        try:
+            while True:
+                was_up = False
+                self._attempt_done = attempt_done
+                try:
+                    was_up = await self._connection(attempt_done)
+                    reason = "Asterisk closed the connection"
+                except AmiAuthError as exc:
+                    reason = f"AMI login refused for user {cfg.username!r}: {exc}"
+                    if last_complaint != "auth":
+                        log.error(
+                            "%s; check [ami] username/secret and manager.conf; "
+                            "retrying with backoff (logged once)",
+                            reason,
+                        )
+                    last_complaint = "auth"
+                except LocalProtocolError as exc:
+                    reason = f"AMI login cannot be sent: {exc}"
+                    if last_complaint != "local":
+                        log.error("%s; check the [ami] settings (logged once)", reason)
+                    last_complaint = "local"
+                except RemoteProtocolError as exc:
+                    metrics.AMI_PROTOCOL_ERRORS.inc()
+                    reason = f"AMI protocol error: {exc}"
+                    log.error("%s; dropping the connection and reconnecting", reason)
+                    last_complaint = ""
+                except (_LinkLost, trio.TooSlowError, *_CONNECTION_ERRORS) as exc:
+                    reason = exc.args[0] if isinstance(exc, _LinkLost) else _describe(exc)
+                    reason = f"AMI {cfg.host}:{cfg.port}: {reason}"
+                    if last_complaint != "connect" or self._logged_in:
+                        log.warning("%s; reconnecting with backoff", reason)
+                    last_complaint = "connect"
+                except Exception as exc:
+                    reason = f"AMI client error: {_describe(exc)}"
+                    log.exception("AMI client failed unexpectedly; reconnecting")
+                    last_complaint = ""
+                was_up = was_up or self._logged_in
+                await self._lost(reason)
+                attempt_done()
+                if was_up:
+                    delay = cfg.reconnect_min
+                    last_complaint = ""
+                pause = delay * self._rng.uniform(0.5, 1.0)
+                log.debug("next AMI attempt in %.2f s", pause)
+                await trio.sleep(pause)
+                delay = min(cfg.reconnect_max, max(delay * 2, 0.01))
+        finally:
+            self._logged_in = False
+            metrics.AMI_CONNECTED.set(0)
+
+    async def _connection(self, attempt_done: Callable[[], None]) -> bool:
+        """One connection, from connect to its end. Returns True if it ever logged in;
+        raises what ended it (unwrapped: the tasks store it rather than raise it)."""
+        cfg = self.config
+        link = await _connect(cfg)
+        ended: list[Exception] = []
+        try:
+            await link.open(cfg.username, cfg.secret, cfg.auth.lower(), cfg.events)
+            self._link = link
+            self._ami_version = link.banner.version if link.banner else ""
+            async with trio.open_nursery() as nursery:
+
+                async def guarded(fn: Callable[[_Link], Awaitable[None]]) -> None:
+                    try:
+                        await fn(link)
+                    except Exception as exc:
+                        ended.append(exc)
+                        nursery.cancel_scope.cancel()
+
+                nursery.start_soon(guarded, self._read_loop)
+                self._logged_in = True
+                nursery.start_soon(guarded, self._after_login)
+            if ended:
+                raise ended[0]
+            return True
+        finally:
+            await self._logoff(link, polite=self._logged_in and not ended)
+            attempt_done()
+
+    async def _after_login(self, link: _Link) -> None:
+        for regex in self.config.filters:
+            reply = await self.action("Filter", {"Operation": "Add", "Filter": regex})
+            if not reply.ok:
+                log.warning("AMI Filter %r refused: %s", regex, reply.response.get("Message"))
+        self._asterisk_version = await self._query_version()
+        await self._on_login(link)
+        self._attempt_done()
+        await self._ping_loop(link)
+
+    async def _query_version(self) -> str:
+        try:
+            reply = await self.action("CoreSettings")
+            if reply.ok and reply.response.get("AsteriskVersion"):
+                return reply.response.get("AsteriskVersion")
+            reply = await self.action("Command", {"Command": "core show version"})
+            for line in reply.response.output:
+                if line.startswith("Asterisk "):
+                    return line.split()[1]
+        except (trio.TooSlowError, AmiNotConnected):
+            pass
+        return ""
+
+    async def _on_login(self, link: _Link) -> None:
+        reconnect = self._logins > 0
+        self._logins += 1
+        now = time.time()
+        self._since = now
+        self._last_error = None
+        if reconnect:
+            metrics.AMI_RECONNECTS.inc()
+        metrics.AMI_CONNECTED.set(1)
+        log.info(
+            "AMI logged in to %s:%s as %r (Asterisk %s, AMI %s)%s",
+            self.config.host,
+            self.config.port,
+            self.config.username,
+            self._asterisk_version or "?",
+            self._ami_version or "?",
+            " after a reconnect" if reconnect else "",
+        )
+        await self._deliver(Connected(self._asterisk_version, now, reconnect))
+        # Events that came during login go out after Connected, in order; the reader
+        # holds new ones back until this list is empty.
+        count = 0
+        while link.early:
+            await self._deliver(Received(link.early.pop(0), now))
+            count += 1
+        link.ready = True
+        metrics.AMI_EVENTS.inc(count)
+
+    async def _lost(self, reason: str) -> None:
+        """After any end of a connection: fail waiting actions, tell the consumer."""
+        was_up = self._logged_in
+        self._logged_in = False
+        self._link = None
+        self._last_error = reason
+        for pending in self._pending.values():
+            pending.error = f"AMI link lost: {reason}"
+            pending.done.set()
+        if was_up:
+            metrics.AMI_CONNECTED.set(0)
+            await self._deliver(Disconnected(reason, time.time()))
+
+    async def _logoff(self, link: _Link, *, polite: bool) -> None:
+        """Say goodbye (best effort, also while being cancelled), then close."""
+        with trio.CancelScope(shield=True):
+            if polite:
+                with trio.move_on_after(1):
+                    try:
+                        await link.send(encode_action("Logoff", (), action_id="pinc-logoff"))
+                    except (*_CONNECTION_ERRORS, trio.TooSlowError):
+                        pass
+            await link.aclose()
+
+    async def _deliver(self, item: ClientEvent) -> None:
+        """Hand one item to the consumer, waiting while the channel is full."""
+        try:
+            self._send_events.send_nowait(item)
+            return
+        except trio.WouldBlock:
+            pass
+        self._consumer_blocked = True
+        try:
+            await self._send_events.send(item)
+        finally:
+            self._consumer_blocked = False
+            self._consumer_unblocked_at = trio.current_time()
+
+    async def _read_loop(self, link: _Link) -> None:
+        cfg = self.config
+        # A backstop behind the pings: a link silent for this long is dead.
+        idle = cfg.ping_interval + 2 * cfg.ping_timeout
+        parser = link.parser
+        pending = self._pending
+        at = time.time()
+        while True:
+            # Parse first: bytes that came with the login response are already buffered.
+            count = 0
+            while True:
+                msg = parser.next_message()
+                if msg is NEED_DATA:
+                    break
+                if not isinstance(msg, Message):
+                    continue
+                waiting = pending.get(msg.action_id) if msg.action_id else None
+                if msg.kind is Kind.EVENT:
+                    if waiting is not None and waiting.listing:
+                        if msg.get("EventList").lower() == "complete":
+                            waiting.done.set()
+                        else:
+                            waiting.events.append(msg)
+                        continue
+                    if link.ready:
+                        count += 1
+                        await self._deliver(Received(msg, at))
+                    else:
+                        link.early.append(msg)
+                elif msg.kind is Kind.RESPONSE:
+                    if msg.action_id.startswith("pinc-ping"):
+                        self._pong_at = trio.current_time()
+                    if waiting is None or waiting.response is not None:
+                        continue
+                    waiting.response = msg
+                    if msg.get("EventList").lower() == "start":
+                        waiting.listing = True
+                    else:
+                        waiting.done.set()
+                else:
+                    log.debug("AMI message neither event nor response at byte %d", msg.offset)
+            if count:
+                metrics.AMI_EVENTS.inc(count)
+            try:
+                alive = await link.receive(idle)
+            except trio.TooSlowError:
+                raise _LinkLost(f"no data from Asterisk for {idle:g} s") from None
+            if not alive:
+                raise _LinkLost("Asterisk closed the connection")
+            at = time.time()
+
+    async def _ping_loop(self, link: _Link) -> None:
+        cfg = self.config
+        for n in itertools.count(1):
+            await trio.sleep(cfg.ping_interval)
+            sent_at = trio.current_time()
+            await link.send(encode_action("Ping", (), action_id=f"pinc-ping-{n}"))
+            while self._pong_at < sent_at:
+                await trio.sleep(min(cfg.ping_timeout, 0.05))
+                if trio.current_time() - sent_at < cfg.ping_timeout:
+                    continue
+                # A reader held up by a slow consumer is not a dead link.
+                if self._consumer_blocked or self._consumer_unblocked_at > sent_at:
+                    sent_at = trio.current_time()
+                    continue
+                raise _LinkLost(f"no pong within {cfg.ping_timeout:g} s")
+
+
+def check_connection(config: Config) -> tuple[bool, str]:
+    """Log in once (for ``pinc check --connect``): (ok, a one-line report)."""
+    cfg = config.ami
+
+    async def attempt() -> tuple[bool, str]:
+        try:
+            link = await _connect(cfg)
+        except (trio.TooSlowError, OSError) as exc:
+            return False, f"AMI {cfg.host}:{cfg.port}: cannot connect: {_describe(exc)}"
+        try:
+            await link.open(cfg.username, cfg.secret, cfg.auth.lower(), "off")
+            reply = await link.request("CoreSettings", {}, "pinc-version")
+            version = reply.get("AsteriskVersion") or "unknown"
+            ami = link.banner.version if link.banner else "?"
+            with trio.move_on_after(1):
+                await link.send(encode_action("Logoff", (), action_id="pinc-logoff"))
+            return True, (
+                f"AMI {cfg.host}:{cfg.port}: logged in as {cfg.username!r} "
+                f"({cfg.auth.lower()}); Asterisk {version}, AMI {ami}"
+            )
+        except AmiAuthError as exc:
+            return False, f"AMI {cfg.host}:{cfg.port}: login refused for {cfg.username!r}: {exc}"
+        except (RemoteProtocolError, _LinkLost, trio.TooSlowError, *_CONNECTION_ERRORS) as exc:
+            return False, f"AMI {cfg.host}:{cfg.port}: {_describe(exc)}"
+        finally:
+            await link.aclose()
+
+    return trio.run(attempt)
