@@ -916,14 +916,20 @@ class Tracker:
         self._closing[live.call.id] = live
 
     def _finish_due(self, out: list[CallChange]) -> None:
-        for live in list(self._closing.values()):
+        # _closing is in closing order (seq and clock only grow), so the first call not
+        # yet due ends the scan: this runs on every event and must not be O(closing).
+        due: list[_Live] = []
+        for live in self._closing.values():
             if live.closing_seq is None:
                 continue
             if self._live_clock:
-                if live.closing_at is not None and self._now - live.closing_at >= CDR_GRACE_SECONDS:
-                    self._finish(live, out)
-            elif self._seq - live.closing_seq >= CDR_GRACE_EVENTS:
-                self._finish(live, out)
+                if live.closing_at is None or self._now - live.closing_at < CDR_GRACE_SECONDS:
+                    break
+            elif self._seq - live.closing_seq < CDR_GRACE_EVENTS:
+                break
+            due.append(live)
+        for live in due:
+            self._finish(live, out)
 
     def _finish(self, live: _Live, out: list[CallChange]) -> None:
         self._closing.pop(live.call.id, None)
