@@ -32,3 +32,17 @@ async def ami_server(
         return server
 
     yield start
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    # Long soaks (tests/reliability) run only when asked; the marker is in pyproject.toml.
+    parser.addoption("--run-slow", action="store_true", default=False, help="run slow soaks")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--run-slow"):
+        return
+    skip = pytest.mark.skip(reason="slow soak: run with --run-slow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)

@@ -172,8 +172,7 @@ class AgiServer:
             # Refused at once: the dialplan falls back now rather than after a wait in line.
             metrics.AGI_SESSIONS.labels("refused").inc()
             log.warning("agi %s: %d sessions open, refusing", session.peer, self.active)
-            await trio.aclose_forcefully(stream)
-            return
+            return  # trio.serve_tcp closes the stream when the handler returns
         self.active += 1
         try:
             await self._session(session)
@@ -181,9 +180,9 @@ class AgiServer:
             session.result = "error"
             log.exception("agi %s: session failed", session.peer)
         finally:
+            # No close here: trio.serve_tcp closes the stream (aclose_forcefully) after us.
             self.active -= 1
             metrics.AGI_SESSIONS.labels(session.result).inc()
-            await trio.aclose_forcefully(stream)
 
     async def _session(self, session: _Session) -> None:
         with trio.move_on_after(self.config.agi.session_timeout) as deadline:

@@ -13,7 +13,9 @@ rather than fatal.
 
 from __future__ import annotations
 
+import collections
 import enum
+import itertools
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Final
@@ -109,25 +111,53 @@ class Message:
 
 
 def _split_header(line: str) -> tuple[str, str]:
+    # The name ends at the first ": " (what Asterisk writes), else at the first ":" (a bare
+    # "Key:" with an empty value). The fast path below splits the same way.
+    key, sep, value = line.partition(": ")
+    if sep:
+        return key, value
     key, sep, value = line.partition(":")
-    if not sep:
-        return line, ""
-    return key, value[1:] if value[:1] == " " else value
+    return (key, value) if sep else (line, "")
+
+
+def _message(headers: tuple[tuple[str, str], ...], fields: dict[str, str], offset: int) -> Message:
+    if "Event" in fields:
+        return Message(Kind.EVENT, fields["Event"], headers, fields, offset)
+    if "Response" in fields:
+        output = tuple(v for k, v in headers if k == "Output") if "Output" in fields else ()
+        return Message(Kind.RESPONSE, fields["Response"], headers, fields, offset, output)
+    return Message(Kind.OTHER, "", headers, fields, offset)
+
+
+def _parse_crlf(text: str, offset: int) -> Message:
+    """A message whose lines all end in CRLF (no lone CR or LF): the fast path.
+
+    C-level steps only: split the lines, split each once at ": "; a line without ": "
+    (a bare "Key:", garbage) leaves a one-item list, dict() refuses it, and the
+    line-by-line path decides.
+    """
+    pairs = list(map(str.split, text.split("\r\n"), _REPEAT_SEP, _REPEAT_ONE))
+    try:
+        fields: dict[str, str] = dict(pairs)
+    except ValueError:
+        headers = tuple(map(_split_header, text.split("\r\n")))
+        return _message(headers, dict(headers), offset)
+    return _message(tuple(map(tuple, pairs)), fields, offset)  # type: ignore[arg-type]
+
+
+_REPEAT_SEP: Final = itertools.repeat(": ")
+_REPEAT_ONE: Final = itertools.repeat(1)
 
 
 def parse_block(text: str, offset: int = 0) -> Message:
     """Turn the text of one framed message (no terminating blank line) into a Message."""
     if "\r" in text:
+        n_lf = text.count("\n")
+        if n_lf == text.count("\r\n") == text.count("\r"):
+            return _parse_crlf(text, offset)
         text = text.replace("\r\n", "\n")
-    lines = text.split("\n")
-    headers = tuple(map(_split_header, lines))
-    fields = dict(headers)
-    if "Event" in fields:
-        return Message(Kind.EVENT, fields["Event"], headers, fields, offset)
-    if "Response" in fields:
-        output = tuple(v for k, v in headers if k == "Output")
-        return Message(Kind.RESPONSE, fields["Response"], headers, fields, offset, output)
-    return Message(Kind.OTHER, "", headers, fields, offset)
+    headers = tuple(map(_split_header, text.split("\n")))
+    return _message(headers, dict(headers), offset)
 
 
 def _parse_follows(raw: bytes, offset: int) -> Message:
@@ -174,6 +204,9 @@ class AMIConnection:
         self._consumed = 0  # bytes dropped from the front of _buf so far
         self._expect_banner = expect_banner
         self._error: RemoteProtocolError | None = None
+        # Messages framed ahead by the fast path, with the stream offset where each ends.
+        self._ready: collections.deque[tuple[Message, int]] = collections.deque()
+        self._returned_end = 0  # stream offset just past the last message returned
         self.max_line = max_line
         self.max_message = max_message
         self.max_headers = max_headers
@@ -181,7 +214,9 @@ class AMIConnection:
 
     @property
     def offset(self) -> int:
-        """Stream offset of the first byte not yet returned as a message."""
+        """Stream offset just past the last message returned (where the next one starts)."""
+        if self._ready:
+            return self._returned_end
         return self._consumed + self._start
 
     def feed(self, data: bytes) -> None:
@@ -197,8 +232,14 @@ class AMIConnection:
         return self._error
 
     def next_message(self) -> Banner | Message | _NeedData:
+        if self._ready:
+            msg, self._returned_end = self._ready.popleft()
+            return msg
         if self._error is not None:
             raise self._error
+        if not self._expect_banner and self._frame_many():
+            msg, self._returned_end = self._ready.popleft()
+            return msg
         buf = self._buf
         start = self._start
         if self._expect_banner:
@@ -236,8 +277,10 @@ class AMIConnection:
             return self._next_follows()
 
         scan = max(self._scan, start)
-        end_lf = buf.find(b"\n\n", scan)
         end_crlf = buf.find(b"\n\r\n", scan)
+        # Search bare-LF terminators only up to the CRLF one: a CRLF stream has none, and
+        # an unbounded search would rescan the whole buffer for every message.
+        end_lf = buf.find(b"\n\n", scan, end_crlf + 2 if end_crlf >= 0 else len(buf))
         if end_lf < 0 and end_crlf < 0:
             self._check_limits(start)
             # Resume the search a little before the end: a terminator may straddle reads.
@@ -261,6 +304,49 @@ class AMIConnection:
         if len(text) > self.max_line and max(map(len, text.split("\n"))) > self.max_line:
             raise self._fail(f"line longer than {self.max_line} bytes", offset)
         return parse_block(text, offset)
+
+    def _frame_many(self) -> bool:
+        """Fast path: frame every complete message in the buffer at once.
+
+        Taken only when the bytes up to the last blank line are plain Asterisk output:
+        CRLF everywhere, no stray blank lines, no NUL, no ``Response: Follows``, nothing
+        over a limit. Anything else goes to the one-message-at-a-time path below, which
+        knows every odd case and reports errors at their exact offset.
+        """
+        buf = self._buf
+        start = self._start
+        last = buf.rfind(b"\r\n\r\n", start)
+        if last <= start:
+            return False
+        end = last + 4
+        region = bytes(buf[start:end])
+        if (
+            region.count(b"\n") != region.count(b"\r")
+            or b"\n\r\n\r\n" in region
+            or b"\x00" in region
+            or b"Response: Follows" in region
+            or region[0] == 0x0D
+        ):
+            return False
+        blocks = region.split(b"\r\n\r\n")
+        blocks.pop()  # after the last terminator: empty
+        max_line, max_message, max_headers = self.max_line, self.max_message, self.max_headers
+        offset = self._consumed + start
+        out = []
+        for block in blocks:
+            size = len(block)
+            if size > max_line and (
+                size > max_message or max(map(len, block.split(b"\r\n"))) > max_line
+            ):
+                return False
+            msg = _parse_crlf(block.decode("utf-8", "replace"), offset)
+            if len(msg.headers) > max_headers:
+                return False
+            offset += size + 4
+            out.append((msg, offset))
+        self._ready.extend(out)
+        self._start = self._scan = end
+        return True
 
     def _check_limits(self, start: int) -> None:
         buf = self._buf

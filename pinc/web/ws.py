@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import OrderedDict
 from typing import Any
 
 import trio
 from quart import Blueprint, Response, websocket
 
 from pinc import metrics
+from pinc.calls.model import CallChange
 from pinc.journal import queries
 from pinc.web import actions, validate
 from pinc.web.app import state
@@ -35,6 +37,23 @@ CLOSE_SHUTDOWN = 1001
 
 def _dumps(message: dict[str, Any]) -> str:
     return json.dumps(message, separators=(",", ":"), ensure_ascii=False)
+
+
+# Every client gets the same text for a change: serialise it once, not once per client.
+_ENCODED: OrderedDict[int, tuple[CallChange, str]] = OrderedDict()
+_ENCODED_MAX = 4096
+
+
+def encode_change(change: CallChange) -> str:
+    key = id(change)
+    hit = _ENCODED.get(key)
+    if hit is not None and hit[0] is change:  # the change is kept, so its id is not reused
+        return hit[1]
+    text = _dumps(change.to_dict())
+    _ENCODED[key] = (change, text)
+    if len(_ENCODED) > _ENCODED_MAX:
+        _ENCODED.popitem(last=False)
+    return text
 
 
 @blueprint.websocket("/ws")
@@ -78,7 +97,7 @@ async def _forward(sub: Any, ext: str | None) -> None:
             return
         if ext is not None and not actions.involves(change.call, ext):
             continue
-        await websocket.send(_dumps(change.to_dict()))
+        await websocket.send(encode_change(change))
     # The feed closed (shutdown).
     await websocket.close(CLOSE_SHUTDOWN, "pinc is shutting down")
 

@@ -120,6 +120,7 @@ async def test_sigkill_mid_replay_then_restart(tmp_path: Path) -> None:
             pinc.process.kill()  # SIGKILL: no drain, no goodbye
             await pinc.process.wait()
             seen_before_kill = list(seen)
+            assert seen_before_kill or web_port is None
             committed_before = journal_rows(db, "SELECT seq, call_id, kind, call FROM events")
             ended_before = {r[0] for r in journal_rows(db, "SELECT id FROM calls WHERE live = 0")}
             assert committed_before and sim.replayed < len(events)
