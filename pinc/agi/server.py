@@ -16,7 +16,7 @@ import math
 import re
 from collections.abc import Awaitable, Callable
 from functools import partial
-from typing import Final, Protocol, runtime_checkable
+from typing import Any, Final, Protocol, runtime_checkable
 
 import trio
 
@@ -48,6 +48,17 @@ class SessionEnded(Exception):
         self.result = result
 
 
+_SESSION_COUNTERS: dict[str, Any] = {}
+
+
+def _count(result: str) -> None:
+    # labels() takes a lock and builds a key each time; the hot path keeps the children
+    counter = _SESSION_COUNTERS.get(result)
+    if counter is None:
+        counter = _SESSION_COUNTERS[result] = metrics.AGI_SESSIONS.labels(result)
+    counter.inc()
+
+
 @runtime_checkable
 class CachedRouter(Protocol):
     """A router that can answer from its cache without waiting (pinc.routing.Router)."""
@@ -67,9 +78,12 @@ class _Session:
         self.stream = stream
         self.conn = AgiConnection()
         self.read_timeout = read_timeout
-        # One scope for every wait on Asterisk: its deadline is armed only while waiting
-        # (cheaper than a new scope per read on the hot path).
-        self.reads = trio.CancelScope()
+        # One cancel scope for the session deadline and the read deadlines: before each
+        # read its deadline becomes the nearer of the two. A scope per read, and moving
+        # deadlines back and forth, cost more than the rest of a cached session.
+        self.scope = trio.CancelScope()
+        self.session_end = math.inf
+        self.read_slack = read_timeout / 20
         self.waiting_for = ""
         self.result = "ok"
 
@@ -107,10 +121,12 @@ class _Session:
 
     async def receive(self, what: str) -> Environment | Reply:
         self.waiting_for = what
-        self.reads.deadline = trio.current_time() + self.read_timeout
-        event = await self._event()
-        self.reads.deadline = math.inf
-        return event
+        target = min(self.session_end, trio.current_time() + self.read_timeout)
+        # Reads follow each other within a millisecond: a deadline set for the previous
+        # one is still (nearly) right, so it is moved only when off by more than the slack.
+        if not target - self.read_slack <= self.scope.deadline <= target:
+            self.scope.deadline = target
+        return await self._event()
 
     async def watch(self, done: trio.CancelScope) -> SessionEnded:
         """While pinc looks up (Asterisk has nothing to say), any line ends the session."""
@@ -170,7 +186,7 @@ class AgiServer:
         session = _Session(stream, self.config.agi.read_timeout)
         if self.active >= self.config.agi.max_sessions:
             # Refused at once: the dialplan falls back now rather than after a wait in line.
-            metrics.AGI_SESSIONS.labels("refused").inc()
+            _count("refused")
             log.warning("agi %s: %d sessions open, refusing", session.peer, self.active)
             return  # trio.serve_tcp closes the stream when the handler returns
         self.active += 1
@@ -182,34 +198,35 @@ class AgiServer:
         finally:
             # No close here: trio.serve_tcp closes the stream (aclose_forcefully) after us.
             self.active -= 1
-            metrics.AGI_SESSIONS.labels(session.result).inc()
+            _count(session.result)
 
     async def _session(self, session: _Session) -> None:
-        with trio.move_on_after(self.config.agi.session_timeout) as deadline:
-            with session.reads:
-                try:
-                    await self._dialogue(session)
-                except SessionEnded as end:
-                    session.result = end.result
-                    log.info("agi %s: %s", session.peer, end)
-                except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-                    session.result = "closed"
-                    log.info("agi %s: connection lost: %s", session.peer, exc)
-            if session.reads.cancelled_caught:
-                session.result = "timeout"
+        session.session_end = trio.current_time() + self.config.agi.session_timeout
+        session.scope.deadline = session.session_end
+        with session.scope:
+            try:
+                await self._dialogue(session)
+            except SessionEnded as end:
+                session.result = end.result
+                log.info("agi %s: %s", session.peer, end)
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+                session.result = "closed"
+                log.info("agi %s: connection lost: %s", session.peer, exc)
+        if session.scope.cancelled_caught:
+            session.result = "timeout"
+            if trio.current_time() >= session.session_end:
+                log.info(
+                    "agi %s: session deadline (%ss) passed",
+                    session.peer,
+                    self.config.agi.session_timeout,
+                )
+            else:
                 log.info(
                     "agi %s: no %s within %ss",
                     session.peer,
                     session.waiting_for,
                     session.read_timeout,
                 )
-        if deadline.cancelled_caught:
-            session.result = "timeout"
-            log.info(
-                "agi %s: session deadline (%ss) passed",
-                session.peer,
-                self.config.agi.session_timeout,
-            )
 
     async def _lookup(self, session: _Session, number: str) -> Responsible:
         """The router's answer; a cache hit at once, else in a nursery that also watches
@@ -220,6 +237,7 @@ class AgiServer:
                 return cached
         answers: list[Responsible] = []
         ends: list[SessionEnded] = []
+        session.scope.deadline = session.session_end  # the router keeps its own deadline
 
         async def ask(done: trio.CancelScope) -> None:
             answers.append(await self.router.responsible(number))

@@ -54,6 +54,7 @@ class _NeedData(enum.Enum):
 
 
 NEED_DATA: Final = _NeedData.NEED_DATA
+_EVENT: Final = Kind.EVENT
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,17 +65,61 @@ class Banner:
     offset: int = 0
 
 
-@dataclass(frozen=True, slots=True)
 class Message:
     """One AMI message. ``headers`` keeps every line in order (repeats included);
-    ``fields`` maps each key to its last value for fast lookups."""
+    ``fields`` maps each key to its last value for fast lookups. Read-only by contract.
+
+    The parser builds ``fields`` at once and ``headers`` on first use, from the message's
+    lines (most consumers never look at it); the constructor takes both, as before.
+    """
+
+    __slots__ = ("_headers", "_lines", "fields", "kind", "name", "offset", "output")
 
     kind: Kind
     name: str  # the Event name, or the Response value
-    headers: tuple[tuple[str, str], ...]
     fields: Mapping[str, str]
-    offset: int = 0  # byte offset of the message in the stream
-    output: tuple[str, ...] = field(default=())  # Command output lines, either format
+    offset: int  # byte offset of the message in the stream
+    output: tuple[str, ...]  # Command output lines, either format
+
+    def __init__(
+        self,
+        kind: Kind,
+        name: str,
+        headers: tuple[tuple[str, str], ...] | None,
+        fields: Mapping[str, str],
+        offset: int = 0,
+        output: tuple[str, ...] = (),
+        _lines: list[str] | None = None,
+    ) -> None:
+        self.kind = kind
+        self.name = name
+        self._headers = headers
+        self._lines = _lines
+        self.fields = fields
+        self.offset = offset
+        self.output = output
+
+    @property
+    def headers(self) -> tuple[tuple[str, str], ...]:
+        if self._headers is None:
+            self._headers = tuple(map(_split_header, self._lines or ()))
+            self._lines = None
+        return self._headers
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Message):
+            return NotImplemented
+        return (self.kind, self.name, self.headers, dict(self.fields), self.offset,
+                self.output) == (other.kind, other.name, other.headers, dict(other.fields),
+                                 other.offset, other.output)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return (
+            f"Message(kind={self.kind!r}, name={self.name!r}, headers={self.headers!r}, "
+            f"fields={self.fields!r}, offset={self.offset!r}, output={self.output!r})"
+        )
 
     def get(self, key: str, default: str = "") -> str:
         return self.fields.get(key, default)
@@ -204,9 +249,8 @@ class AMIConnection:
         self._consumed = 0  # bytes dropped from the front of _buf so far
         self._expect_banner = expect_banner
         self._error: RemoteProtocolError | None = None
-        # Messages framed ahead by the fast path, with the stream offset where each ends.
-        self._ready: collections.deque[tuple[Message, int]] = collections.deque()
-        self._returned_end = 0  # stream offset just past the last message returned
+        # Messages framed ahead by the fast path; they lie back to back in the stream.
+        self._ready: collections.deque[Message] = collections.deque()
         self.max_line = max_line
         self.max_message = max_message
         self.max_headers = max_headers
@@ -216,7 +260,7 @@ class AMIConnection:
     def offset(self) -> int:
         """Stream offset just past the last message returned (where the next one starts)."""
         if self._ready:
-            return self._returned_end
+            return self._ready[0].offset
         return self._consumed + self._start
 
     def feed(self, data: bytes) -> None:
@@ -233,13 +277,11 @@ class AMIConnection:
 
     def next_message(self) -> Banner | Message | _NeedData:
         if self._ready:
-            msg, self._returned_end = self._ready.popleft()
-            return msg
+            return self._ready.popleft()
         if self._error is not None:
             raise self._error
         if not self._expect_banner and self._frame_many():
-            msg, self._returned_end = self._ready.popleft()
-            return msg
+            return self._ready.popleft()
         buf = self._buf
         start = self._start
         if self._expect_banner:
@@ -332,18 +374,30 @@ class AMIConnection:
         blocks.pop()  # after the last terminator: empty
         max_line, max_message, max_headers = self.max_line, self.max_message, self.max_headers
         offset = self._consumed + start
-        out = []
+        out: list[Message] = []
+        append = out.append
+        split, sep, one = str.split, _REPEAT_SEP, _REPEAT_ONE
         for block in blocks:
             size = len(block)
             if size > max_line and (
                 size > max_message or max(map(len, block.split(b"\r\n"))) > max_line
             ):
                 return False
-            msg = _parse_crlf(block.decode("utf-8", "replace"), offset)
-            if len(msg.headers) > max_headers:
+            lines = block.decode("utf-8", "replace").split("\r\n")
+            if len(lines) > max_headers:
                 return False
+            # Inlined _parse_crlf: this loop is the whole cost of reading AMI.
+            try:
+                fields: dict[str, str] = dict(map(split, lines, sep, one))  # type: ignore[arg-type]
+            except ValueError:
+                headers = tuple(map(_split_header, lines))
+                append(_message(headers, dict(headers), offset))
+            else:
+                if "Event" in fields:
+                    append(Message(_EVENT, fields["Event"], None, fields, offset, (), lines))
+                else:
+                    append(_message(tuple(map(_split_header, lines)), fields, offset))
             offset += size + 4
-            out.append((msg, offset))
         self._ready.extend(out)
         self._start = self._scan = end
         return True
