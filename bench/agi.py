@@ -337,8 +337,11 @@ def main() -> int:
         f"  p99 at {args.rate:,.0f}/s {paced_p99:.2f} ms / {TARGET_P99_MS} ms"
         f" = x{TARGET_P99_MS / paced_p99:.2f} (>1 is better)"
     )
-    ok = best >= TARGET_RATE and paced_p99 < TARGET_P99_MS
-    print(f"  targets met:   {'yes' if ok else 'NO'}")
+    ok = best >= TARGET_RATE and paced_p99 < TARGET_P99_MS and args.rate >= TARGET_RATE
+    verdict = "yes" if ok else "NO"
+    if args.rate < TARGET_RATE:
+        verdict += f" (the p99 target is for {TARGET_RATE:,.0f}/s; this run paced lower)"
+    print(f"  targets met:   {verdict}")
     return 0 if ok else 1
 
 

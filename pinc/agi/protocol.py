@@ -283,6 +283,8 @@ class AgiConnection:
     def _environment(self) -> Environment | None:
         """The whole agi_* block once its blank line is in; None while it is not."""
         buf = self._buf
+        if not buf:
+            return None
         if buf[:1] == b"\n" or buf[:2] == b"\r\n":
             self._fail("empty line before any agi_ variable")
         end = buf.find(b"\n\n", max(self._checked - 1, 0))

@@ -17,7 +17,7 @@ import collections
 import enum
 import itertools
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Final
 
 BANNER_PREFIX: Final = "Asterisk Call Manager/"
@@ -192,6 +192,20 @@ def _parse_crlf(text: str, offset: int) -> Message:
 
 _REPEAT_SEP: Final = itertools.repeat(": ")
 _REPEAT_ONE: Final = itertools.repeat(1)
+_REPEAT_UTF8: Final = itertools.repeat("utf-8")
+_REPEAT_REPLACE: Final = itertools.repeat("replace")
+_REPEAT_CRLF: Final = itertools.repeat("\r\n")
+_REPEAT_SPLIT: Final = itertools.repeat(str.split)
+_REPEAT_SEP_ITER: Final = itertools.repeat(_REPEAT_SEP)
+_REPEAT_ONE_ITER: Final = itertools.repeat(_REPEAT_ONE)
+_REPEAT_EVENT: Final = itertools.repeat("Event")
+_REPEAT_EVENT_KIND: Final = itertools.repeat(Kind.EVENT)
+_REPEAT_NONE: Final = itertools.repeat(None)
+_REPEAT_EMPTY: Final = itertools.repeat(())
+
+
+def _add4(total: int, size: int) -> int:
+    return total + size + 4
 
 
 def parse_block(text: str, offset: int = 0) -> Message:
@@ -351,9 +365,10 @@ class AMIConnection:
         """Fast path: frame every complete message in the buffer at once.
 
         Taken only when the bytes up to the last blank line are plain Asterisk output:
-        CRLF everywhere, no stray blank lines, no NUL, no ``Response: Follows``, nothing
-        over a limit. Anything else goes to the one-message-at-a-time path below, which
-        knows every odd case and reports errors at their exact offset.
+        CRLF line ends only, no stray blank lines, no NUL, no ``Response: Follows``,
+        nothing over a limit. Anything else returns False before anything is committed,
+        and the one-message-at-a-time path below, which knows every odd case and reports
+        errors at their exact offset, takes the same bytes.
         """
         buf = self._buf
         start = self._start
@@ -362,21 +377,21 @@ class AMIConnection:
             return False
         end = last + 4
         region = bytes(buf[start:end])
-        if (
-            region.count(b"\n") != region.count(b"\r")
-            or b"\n\r\n\r\n" in region
-            or b"\x00" in region
-            or b"Response: Follows" in region
-            or region[0] == 0x0D
-        ):
+        if region[0] in (0x0D, 0x0A) or b"\x00" in region:
             return False
         blocks = region.split(b"\r\n\r\n")
         blocks.pop()  # after the last terminator: empty
-        max_line, max_message, max_headers = self.max_line, self.max_message, self.max_headers
         offset = self._consumed + start
+        ready = self._frame_events(region, blocks, offset)
+        if ready is not None:
+            self._ready.extend(ready)
+            self._start = self._scan = end
+            return True
+        max_line, max_message, max_headers = self.max_line, self.max_message, self.max_headers
         out: list[Message] = []
         append = out.append
         split, sep, one = str.split, _REPEAT_SEP, _REPEAT_ONE
+        newlines = 0  # LFs accounted for by CRLF line ends and terminators
         for block in blocks:
             size = len(block)
             if size > max_line and (
@@ -384,23 +399,57 @@ class AMIConnection:
             ):
                 return False
             lines = block.decode("utf-8", "replace").split("\r\n")
-            if len(lines) > max_headers:
+            n_lines = len(lines)
+            if n_lines > max_headers:
                 return False
-            # Inlined _parse_crlf: this loop is the whole cost of reading AMI.
+            newlines += n_lines + 1
+            # This loop is the whole cost of reading AMI: keep it C-level per line.
+            # A line without ": " leaves a one-item list and dict() refuses it.
             try:
-                fields: dict[str, str] = dict(map(split, lines, sep, one))  # type: ignore[arg-type]
+                fields: dict[str, str] = dict(map(split, lines, sep, one))
             except ValueError:
+                if "" in lines or lines[0].startswith("Response: Follows"):
+                    return False  # a stray blank line or CLI output: the slow path's job
                 headers = tuple(map(_split_header, lines))
                 append(_message(headers, dict(headers), offset))
             else:
                 if "Event" in fields:
                     append(Message(_EVENT, fields["Event"], None, fields, offset, (), lines))
+                elif lines[0].startswith("Response: Follows"):
+                    return False
                 else:
                     append(_message(tuple(map(_split_header, lines)), fields, offset))
             offset += size + 4
+        if region.count(b"\n") != newlines:
+            return False  # a bare LF somewhere (line end or the "\r\n\n" terminator bug)
         self._ready.extend(out)
         self._start = self._scan = end
         return True
+
+    def _frame_events(self, region: bytes, blocks: list[bytes], offset: int) -> list[Message] | None:
+        """The common case in bulk: every block an ordinary event. None: not the case.
+
+        Each step maps a C function over all the blocks, so no Python code runs per
+        line and almost none per message; any exception or odd block hands the region
+        to the per-message loop in ``_frame_many``.
+        """
+        if max(map(len, blocks)) > self.max_line or b"Response: Follows" in region:
+            return None
+        texts = map(bytes.decode, blocks, _REPEAT_UTF8, _REPEAT_REPLACE)
+        lines = list(map(str.split, texts, _REPEAT_CRLF))
+        if max(map(len, lines)) > self.max_headers:
+            return None
+        if region.count(b"\n") != sum(map(len, lines)) + len(lines):
+            return None  # a bare LF somewhere
+        try:
+            fields = list(map(dict, map(map, _REPEAT_SPLIT, lines, _REPEAT_SEP_ITER, _REPEAT_ONE_ITER)))
+        except ValueError:
+            return None  # a line without ": "
+        names = list(map(dict.get, fields, _REPEAT_EVENT))
+        if None in names:
+            return None  # a response or an unclassified message among them
+        offsets = itertools.accumulate(map(len, blocks), _add4, initial=offset)
+        return list(map(Message, _REPEAT_EVENT_KIND, names, _REPEAT_NONE, fields, offsets, _REPEAT_EMPTY, lines))
 
     def _check_limits(self, start: int) -> None:
         buf = self._buf

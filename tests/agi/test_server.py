@@ -332,3 +332,21 @@ async def test_server_checks_extension_from_any_router(nursery: trio.Nursery, ex
     with trio.fail_after(10):
         sent = await agi_client(port, environment())
     assert sent == [b'SET VARIABLE PINC_RESPONSIBLE_USER "A\\\\B"\n']
+
+
+async def test_no_reply_to_a_command_closed_at_read_deadline(nursery: trio.Nursery) -> None:
+    config = make_config(agi={"read_timeout": 0.2, "session_timeout": 5.0})
+    running = await start(nursery, config, FakeCrm({"79161234567": IVAN}), None)
+    before = sessions("timeout")
+    with trio.fail_after(10):
+        stream = await trio.open_tcp_stream("127.0.0.1", running.port)
+        async with stream:
+            await stream.send_all(environment())
+            got = b""
+            while True:
+                data = await stream.receive_some(1000)
+                if not data:
+                    break
+                got += data
+    assert got == b"SET VARIABLE PINC_RESPONSIBLE 102\n"  # then silence: no reply, closed
+    assert sessions("timeout") == before + 1
