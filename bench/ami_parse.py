@@ -27,9 +27,9 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from gen_stream import generate  # noqa: E402
+from gen_stream import generate
 
-from pinc.ami.protocol import NEED_DATA, AMIConnection, Message  # noqa: E402
+from pinc.ami.protocol import NEED_DATA, AMIConnection, Message
 
 CHUNK = 65536
 
@@ -47,7 +47,7 @@ def run_pinc(parts: list[bytes]) -> int:
             msg = conn.next_message()
             if msg is NEED_DATA:
                 break
-            if type(msg) is Message and msg.is_event:
+            if isinstance(msg, Message) and msg.is_event:
                 count += 1
     return count
 

@@ -32,7 +32,9 @@ def _msg(headers: list[tuple[str, str]]) -> bytes:
 
 
 class _Chan:
-    def __init__(self, name: str, uid: str, linked: str, cid: str, cname: str, ctx: str, exten: str):
+    def __init__(
+        self, name: str, uid: str, linked: str, cid: str, cname: str, ctx: str, exten: str
+    ) -> None:
         self.name, self.uid, self.linked = name, uid, linked
         self.cid, self.cname, self.ctx, self.exten = cid, cname, ctx, exten
         self.state, self.desc = "0", "Down"
@@ -73,21 +75,53 @@ def _call(n: int, rng: random.Random) -> list[bytes]:
     did = "74951230000"
     a_uid, b_uid = f"{start}.{seq}", f"{start}.{seq + 1}"
     if inbound:
-        a = _Chan(f"PJSIP/trunk-{chan_no:08x}", a_uid, a_uid, number,
-                  rng.choice(NAMES) or "<unknown>", "from-trunk", did)
-        b = _Chan(f"PJSIP/{ext}-{chan_no + 1:08x}", b_uid, a_uid, ext, f"Employee {ext}",
-                  "from-internal", did)
+        a = _Chan(
+            f"PJSIP/trunk-{chan_no:08x}",
+            a_uid,
+            a_uid,
+            number,
+            rng.choice(NAMES) or "<unknown>",
+            "from-trunk",
+            did,
+        )
+        b = _Chan(
+            f"PJSIP/{ext}-{chan_no + 1:08x}",
+            b_uid,
+            a_uid,
+            ext,
+            f"Employee {ext}",
+            "from-internal",
+            did,
+        )
         dest = ext
     else:
-        a = _Chan(f"PJSIP/{ext}-{chan_no:08x}", a_uid, a_uid, ext, f"Employee {ext}",
-                  "from-internal", number)
-        b = _Chan(f"PJSIP/trunk-{chan_no + 1:08x}", b_uid, a_uid, number, "<unknown>",
-                  "from-trunk", number)
+        a = _Chan(
+            f"PJSIP/{ext}-{chan_no:08x}",
+            a_uid,
+            a_uid,
+            ext,
+            f"Employee {ext}",
+            "from-internal",
+            number,
+        )
+        b = _Chan(
+            f"PJSIP/trunk-{chan_no + 1:08x}",
+            b_uid,
+            a_uid,
+            number,
+            "<unknown>",
+            "from-trunk",
+            number,
+        )
         dest = number
-    bridge = f"{rng.getrandbits(32):08x}-{rng.getrandbits(16):04x}-4{rng.getrandbits(12):03x}-" \
-             f"a{rng.getrandbits(12):03x}-{rng.getrandbits(48):012x}"
-    rec = f"{'in' if inbound else 'out'}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime(start))}" \
-          f"-{a.cid}-{a.exten}-{a_uid}.wav"
+    bridge = (
+        f"{rng.getrandbits(32):08x}-{rng.getrandbits(16):04x}-4{rng.getrandbits(12):03x}-"
+        f"a{rng.getrandbits(12):03x}-{rng.getrandbits(48):012x}"
+    )
+    rec = (
+        f"{'in' if inbound else 'out'}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime(start))}"
+        f"-{a.cid}-{a.exten}-{a_uid}.wav"
+    )
     call_p, dial_p = "call,all", "dialplan,all"
     ev: list[bytes] = []
 
@@ -98,17 +132,48 @@ def _call(n: int, rng: random.Random) -> list[bytes]:
         a.state, a.desc = "4", "Ring"
     event("Newchannel", call_p, a.block())
     event("VarSet", dial_p, [*a.block(), ("Variable", "__FROM_DID"), ("Value", did)])
-    event("Newexten", dial_p, [*a.block(), ("Extension", a.exten), ("Application", "Set"),
-                                ("AppData", f"__FROM_DID={did}")])
+    event(
+        "Newexten",
+        dial_p,
+        [
+            *a.block(),
+            ("Extension", a.exten),
+            ("Application", "Set"),
+            ("AppData", f"__FROM_DID={did}"),
+        ],
+    )
     a.prio = "2"
-    event("Newexten", dial_p, [*a.block(), ("Extension", a.exten), ("Application", "MixMonitor"),
-                                ("AppData", f"{rec},b")])
-    event("VarSet", dial_p, [*a.block(), ("Variable", "MIXMONITOR_FILENAME"),
-                             ("Value", f"/var/spool/asterisk/monitor/{rec}")])
+    event(
+        "Newexten",
+        dial_p,
+        [
+            *a.block(),
+            ("Extension", a.exten),
+            ("Application", "MixMonitor"),
+            ("AppData", f"{rec},b"),
+        ],
+    )
+    event(
+        "VarSet",
+        dial_p,
+        [
+            *a.block(),
+            ("Variable", "MIXMONITOR_FILENAME"),
+            ("Value", f"/var/spool/asterisk/monitor/{rec}"),
+        ],
+    )
     event("MixMonitorStart", call_p, a.block())
     a.prio = "3"
-    event("Newexten", dial_p, [*a.block(), ("Extension", a.exten), ("Application", "Dial"),
-                                ("AppData", f"PJSIP/{dest},30,tT")])
+    event(
+        "Newexten",
+        dial_p,
+        [
+            *a.block(),
+            ("Extension", a.exten),
+            ("Application", "Dial"),
+            ("AppData", f"PJSIP/{dest},30,tT"),
+        ],
+    )
     event("Newchannel", call_p, b.block())
     event("DialBegin", call_p, [*a.block(), *b.block("Dest"), ("DialString", dest)])
     b.state, b.desc = "5", "Ringing"
@@ -121,10 +186,15 @@ def _call(n: int, rng: random.Random) -> list[bytes]:
     a.conn, a.conn_name = b.cid, b.cname
     event("Newstate", call_p, a.block())
     event("DialEnd", call_p, [*a.block(), *b.block("Dest"), ("DialStatus", "ANSWER")])
-    bridge_block = [("BridgeUniqueid", bridge), ("BridgeType", "basic"),
-                    ("BridgeTechnology", "simple_bridge"), ("BridgeCreator", "<unknown>"),
-                    ("BridgeName", "<unknown>"), ("BridgeNumChannels", "0"),
-                    ("BridgeVideoSourceMode", "none")]
+    bridge_block = [
+        ("BridgeUniqueid", bridge),
+        ("BridgeType", "basic"),
+        ("BridgeTechnology", "simple_bridge"),
+        ("BridgeCreator", "<unknown>"),
+        ("BridgeName", "<unknown>"),
+        ("BridgeNumChannels", "0"),
+        ("BridgeVideoSourceMode", "none"),
+    ]
     event("BridgeCreate", call_p, bridge_block)
     bridge_block[5] = ("BridgeNumChannels", "1")
     event("BridgeEnter", call_p, [*bridge_block, *b.block()])
@@ -137,17 +207,31 @@ def _call(n: int, rng: random.Random) -> list[bytes]:
     event("Hangup", call_p, [*a.block(), ("Cause", "16"), ("Cause-txt", "Normal Clearing")])
     talk = 5 + rng.randrange(120)
     fmt = "%Y-%m-%d %H:%M:%S"
-    event("Cdr", "cdr,all", [
-        ("AccountCode", ""), ("Source", a.cid), ("Destination", a.exten),
-        ("DestinationContext", a.ctx), ("CallerID", f'"{a.cname}" <{a.cid}>'),
-        ("Channel", a.name), ("DestinationChannel", b.name), ("LastApplication", "Dial"),
-        ("LastData", f"PJSIP/{dest},30,tT"), ("StartTime", time.strftime(fmt, time.gmtime(start))),
-        ("AnswerTime", time.strftime(fmt, time.gmtime(start + 3))),
-        ("EndTime", time.strftime(fmt, time.gmtime(start + 3 + talk))),
-        ("Duration", str(3 + talk)), ("BillableSeconds", str(talk)),
-        ("Disposition", "ANSWERED"), ("AMAFlags", "DOCUMENTATION"), ("UniqueID", a_uid),
-        ("UserField", ""), ("RecordingFile", rec),
-    ])
+    event(
+        "Cdr",
+        "cdr,all",
+        [
+            ("AccountCode", ""),
+            ("Source", a.cid),
+            ("Destination", a.exten),
+            ("DestinationContext", a.ctx),
+            ("CallerID", f'"{a.cname}" <{a.cid}>'),
+            ("Channel", a.name),
+            ("DestinationChannel", b.name),
+            ("LastApplication", "Dial"),
+            ("LastData", f"PJSIP/{dest},30,tT"),
+            ("StartTime", time.strftime(fmt, time.gmtime(start))),
+            ("AnswerTime", time.strftime(fmt, time.gmtime(start + 3))),
+            ("EndTime", time.strftime(fmt, time.gmtime(start + 3 + talk))),
+            ("Duration", str(3 + talk)),
+            ("BillableSeconds", str(talk)),
+            ("Disposition", "ANSWERED"),
+            ("AMAFlags", "DOCUMENTATION"),
+            ("UniqueID", a_uid),
+            ("UserField", ""),
+            ("RecordingFile", rec),
+        ],
+    )
     assert len(ev) == EVENTS_PER_CALL
     return ev
 

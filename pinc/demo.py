@@ -19,6 +19,7 @@ import random
 import re
 import secrets
 import signal
+import socket
 import struct
 import sys
 import tempfile
@@ -261,7 +262,12 @@ def demo_config(
         },
         pbx={"recordings_dir": str(recordings)},
         journal={"path": str(journal)},
-        web={"listen": f"127.0.0.1:{web_port}", "token": token},
+        # public_url: the recording links pinc sends to the CRM point back at the demo
+        web={
+            "listen": f"127.0.0.1:{web_port}",
+            "public_url": f"http://127.0.0.1:{web_port}",
+            "token": token,
+        },
         agi={"listen": "127.0.0.1:0"},
         crm={
             "profile": "vtiger",
@@ -272,6 +278,13 @@ def demo_config(
         },
         log={"level": "warning"},
     )
+
+
+def _free_port() -> int:
+    """A free port now, so the URLs in the configuration can name it before pinc binds it."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def _port_of(handle: Any, name: str) -> int:
@@ -324,7 +337,7 @@ async def run_demo(options: DemoOptions, *, task_status: Any = trio.TASK_STATUS_
                 sink_port=sink_port,
                 crm_secret=crm_secret,
                 token=token,
-                web_port=options.port,
+                web_port=options.port or _free_port(),
                 journal=journal,
                 recordings=recordings,
             )

@@ -84,7 +84,7 @@ def test_errors_name_file_and_key(tmp_path: Path, text: str, needle: str) -> Non
 
 
 def test_environment_error_names_the_variable() -> None:
-    with pytest.raises(ConfigError, match="PINC_AMI_PORT.*ami.port must be an integer"):
+    with pytest.raises(ConfigError, match=r"PINC_AMI_PORT.*ami\.port must be an integer"):
         load_config(None, env={"PINC_AMI_PORT": "many"})
 
 

@@ -106,8 +106,7 @@ class _Link:
         self.parser = AMIConnection()
         self.write_lock = trio.StrictFIFOLock()
         self.banner: Banner | None = None
-        self.early: list[Message] = []  # events that arrived before Connected was sent
-        self.ready = False  # Connected sent: events go straight to the consumer
+        self.early: list[Message] = []  # events that arrived during the login
 
     async def send(self, data: bytes) -> None:
         async with self.write_lock:
@@ -132,6 +131,7 @@ class _Link:
                     assert isinstance(msg, Banner | Message)
                     return msg
                 if not await self.receive(timeout):
+                    self.parser.end_of_stream()  # a cut-off message is a protocol error
                     raise _LinkLost("Asterisk closed the connection during login")
 
     async def request(
@@ -211,7 +211,6 @@ class AmiClient:
         self._consumer_unblocked_at = 0.0  # trio clock
         self._pong_at = 0.0  # trio clock
         self._rng = random.Random()
-        self._attempt_done: Callable[[], None] = lambda: None
 
     # -- public API -----------------------------------------------------------------------
 
@@ -284,7 +283,6 @@ class AmiClient:
         try:
             while True:
                 was_up = False
-                self._attempt_done = attempt_done
                 try:
                     was_up = await self._connection(attempt_done)
                     reason = "Asterisk closed the connection"
@@ -305,7 +303,7 @@ class AmiClient:
                 except RemoteProtocolError as exc:
                     metrics.AMI_PROTOCOL_ERRORS.inc()
                     reason = f"AMI protocol error: {exc}"
-                    log.error("%s; dropping the connection and reconnecting", reason)
+                    log.error("%s; dropping the connection, reconnecting with backoff", reason)
                     last_complaint = ""
                 except (_LinkLost, trio.TooSlowError, *_CONNECTION_ERRORS) as exc:
                     reason = exc.args[0] if isinstance(exc, _LinkLost) else _describe(exc)
@@ -341,6 +339,15 @@ class AmiClient:
             await link.open(cfg.username, cfg.secret, cfg.auth.lower(), cfg.events)
             self._link = link
             self._ami_version = link.banner.version if link.banner else ""
+            try:
+                await self._handshake(link)
+            except Exception as exc:
+                ended.append(exc)
+                if link.early:  # logged in, and events came: deliver them, then the drop
+                    await self._on_login(link)
+                raise
+            await self._on_login(link)
+            attempt_done()
             async with trio.open_nursery() as nursery:
 
                 async def guarded(fn: Callable[[_Link], Awaitable[None]]) -> None:
@@ -351,8 +358,7 @@ class AmiClient:
                         nursery.cancel_scope.cancel()
 
                 nursery.start_soon(guarded, self._read_loop)
-                self._logged_in = True
-                nursery.start_soon(guarded, self._after_login)
+                nursery.start_soon(guarded, self._ping_loop)
             if ended:
                 raise ended[0]
             return True
@@ -360,28 +366,28 @@ class AmiClient:
             await self._logoff(link, polite=self._logged_in and not ended)
             attempt_done()
 
-    async def _after_login(self, link: _Link) -> None:
-        for regex in self.config.filters:
-            reply = await self.action("Filter", {"Operation": "Add", "Filter": regex})
-            if not reply.ok:
-                log.warning("AMI Filter %r refused: %s", regex, reply.response.get("Message"))
-        self._asterisk_version = await self._query_version()
-        await self._on_login(link)
-        self._attempt_done()
-        await self._ping_loop(link)
-
-    async def _query_version(self) -> str:
+    async def _handshake(self, link: _Link) -> None:
+        """After the login, before anyone else may use the link: server-side filters and
+        the Asterisk version, read inline (events meanwhile wait in ``link.early``)."""
+        for n, regex in enumerate(self.config.filters):
+            reply = await link.request(
+                "Filter", {"Operation": "Add", "Filter": regex}, f"pinc-filter-{n}"
+            )
+            if reply.name != "Success":
+                log.warning("AMI Filter %r refused: %s", regex, reply.get("Message"))
+        self._asterisk_version = ""
         try:
-            reply = await self.action("CoreSettings")
-            if reply.ok and reply.response.get("AsteriskVersion"):
-                return reply.response.get("AsteriskVersion")
-            reply = await self.action("Command", {"Command": "core show version"})
-            for line in reply.response.output:
+            reply = await link.request("CoreSettings", {}, "pinc-version")
+            if reply.name == "Success" and reply.get("AsteriskVersion"):
+                self._asterisk_version = reply.get("AsteriskVersion")
+                return
+            # No "system" read permission: the CLI may still tell (needs "command").
+            reply = await link.request("Command", {"Command": "core show version"}, "pinc-cli")
+            for line in reply.output:
                 if line.startswith("Asterisk "):
-                    return line.split()[1]
-        except (trio.TooSlowError, AmiNotConnected):
-            pass
-        return ""
+                    self._asterisk_version = line.split()[1]
+        except trio.TooSlowError:
+            log.warning("AMI: no answer to CoreSettings; Asterisk version unknown")
 
     async def _on_login(self, link: _Link) -> None:
         reconnect = self._logins > 0
@@ -401,15 +407,13 @@ class AmiClient:
             self._ami_version or "?",
             " after a reconnect" if reconnect else "",
         )
+        self._logged_in = True
         await self._deliver(Connected(self._asterisk_version, now, reconnect))
-        # Events that came during login go out after Connected, in order; the reader
-        # holds new ones back until this list is empty.
-        count = 0
-        while link.early:
-            await self._deliver(Received(link.early.pop(0), now))
-            count += 1
-        link.ready = True
-        metrics.AMI_EVENTS.inc(count)
+        # Events that came during the login go out after Connected, in order.
+        early, link.early = link.early, []
+        for msg in early:
+            await self._deliver(Received(msg, now))
+        metrics.AMI_EVENTS.inc(len(early))
 
     async def _lost(self, reason: str) -> None:
         """After any end of a connection: fail waiting actions, tell the consumer."""
@@ -473,11 +477,8 @@ class AmiClient:
                         else:
                             waiting.events.append(msg)
                         continue
-                    if link.ready:
-                        count += 1
-                        await self._deliver(Received(msg, at))
-                    else:
-                        link.early.append(msg)
+                    count += 1
+                    await self._deliver(Received(msg, at))
                 elif msg.kind is Kind.RESPONSE:
                     if msg.action_id.startswith("pinc-ping"):
                         self._pong_at = trio.current_time()
@@ -497,6 +498,7 @@ class AmiClient:
             except trio.TooSlowError:
                 raise _LinkLost(f"no data from Asterisk for {idle:g} s") from None
             if not alive:
+                parser.end_of_stream()  # a cut-off message is a protocol error
                 raise _LinkLost("Asterisk closed the connection")
             at = time.time()
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import collections
 import enum
 import itertools
+import operator
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Final
@@ -109,9 +110,14 @@ class Message:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Message):
             return NotImplemented
-        return (self.kind, self.name, self.headers, dict(self.fields), self.offset,
-                self.output) == (other.kind, other.name, other.headers, dict(other.fields),
-                                 other.offset, other.output)
+        return (
+            self.kind,
+            self.name,
+            self.headers,
+            dict(self.fields),
+            self.offset,
+            self.output,
+        ) == (other.kind, other.name, other.headers, dict(other.fields), other.offset, other.output)
 
     __hash__ = None  # type: ignore[assignment]
 
@@ -153,6 +159,21 @@ class Message:
     def to_bytes(self) -> bytes:
         """The message as Asterisk would write it (used by fakes and the demo PBX)."""
         return encode_headers(self.headers)
+
+
+class _Event(Message):
+    """An event framed by the bulk path: what every event shares lives on the class."""
+
+    __slots__ = ()
+    kind = Kind.EVENT
+    output = ()
+
+    def __init__(self, name: str, fields: dict[str, str], offset: int, lines: list[str]) -> None:
+        self._headers = None
+        self.name = name
+        self.fields = fields
+        self.offset = offset
+        self._lines = lines
 
 
 def _split_header(line: str) -> tuple[str, str]:
@@ -199,13 +220,11 @@ _REPEAT_SPLIT: Final = itertools.repeat(str.split)
 _REPEAT_SEP_ITER: Final = itertools.repeat(_REPEAT_SEP)
 _REPEAT_ONE_ITER: Final = itertools.repeat(_REPEAT_ONE)
 _REPEAT_EVENT: Final = itertools.repeat("Event")
+_REPEAT_EVENT_PREFIX: Final = itertools.repeat(b"Event: ")
 _REPEAT_EVENT_KIND: Final = itertools.repeat(Kind.EVENT)
 _REPEAT_NONE: Final = itertools.repeat(None)
 _REPEAT_EMPTY: Final = itertools.repeat(())
-
-
-def _add4(total: int, size: int) -> int:
-    return total + size + 4
+_REPEAT_FOUR: Final = itertools.repeat(4)  # the blank line after each message
 
 
 def parse_block(text: str, offset: int = 0) -> Message:
@@ -426,30 +445,38 @@ class AMIConnection:
         self._start = self._scan = end
         return True
 
-    def _frame_events(self, region: bytes, blocks: list[bytes], offset: int) -> list[Message] | None:
+    def _frame_events(
+        self, region: bytes, blocks: list[bytes], offset: int
+    ) -> list[Message] | None:
         """The common case in bulk: every block an ordinary event. None: not the case.
 
         Each step maps a C function over all the blocks, so no Python code runs per
         line and almost none per message; any exception or odd block hands the region
         to the per-message loop in ``_frame_many``.
         """
-        if max(map(len, blocks)) > self.max_line or b"Response: Follows" in region:
-            return None
+        if max(map(len, blocks)) > self.max_line or not all(
+            map(bytes.startswith, blocks, _REPEAT_EVENT_PREFIX)
+        ):
+            return None  # a long line, a response (maybe CLI output), anything unusual
         texts = map(bytes.decode, blocks, _REPEAT_UTF8, _REPEAT_REPLACE)
         lines = list(map(str.split, texts, _REPEAT_CRLF))
         if max(map(len, lines)) > self.max_headers:
             return None
         if region.count(b"\n") != sum(map(len, lines)) + len(lines):
-            return None  # a bare LF somewhere
+            return None  # a bare LF somewhere (a line end, or the "\r\n\n" terminator bug)
         try:
-            fields = list(map(dict, map(map, _REPEAT_SPLIT, lines, _REPEAT_SEP_ITER, _REPEAT_ONE_ITER)))
+            fields = list(
+                map(dict, map(map, _REPEAT_SPLIT, lines, _REPEAT_SEP_ITER, _REPEAT_ONE_ITER))
+            )
         except ValueError:
             return None  # a line without ": "
         names = list(map(dict.get, fields, _REPEAT_EVENT))
         if None in names:
             return None  # a response or an unclassified message among them
-        offsets = itertools.accumulate(map(len, blocks), _add4, initial=offset)
-        return list(map(Message, _REPEAT_EVENT_KIND, names, _REPEAT_NONE, fields, offsets, _REPEAT_EMPTY, lines))
+        offsets = itertools.accumulate(
+            map(operator.add, map(len, blocks), _REPEAT_FOUR), initial=offset
+        )
+        return list(map(_Event, names, fields, offsets, lines))  # type: ignore[arg-type]
 
     def _check_limits(self, start: int) -> None:
         buf = self._buf
@@ -490,6 +517,17 @@ class AMIConnection:
         raw = bytes(buf[start:after])
         self._start = self._scan = blank
         return _parse_follows(raw, offset)
+
+    def end_of_stream(self) -> None:
+        """The peer closed the stream. Raises RemoteProtocolError when it stopped in the
+        middle of a message (e.g. the last blank line is missing); a clean end is fine."""
+        if self._error is not None:
+            raise self._error
+        rest = bytes(self._buf[self._start :])
+        stripped = rest.lstrip(b"\r\n")
+        if stripped:
+            offset = self._consumed + self._start + len(rest) - len(stripped)
+            raise self._fail("stream ended inside a message (no blank line after it)", offset)
 
     def messages(self) -> Iterator[Banner | Message]:
         """Every complete message buffered so far."""

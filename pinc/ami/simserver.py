@@ -132,9 +132,7 @@ def rewrite_ids(events: Sequence[bytes], *, epoch: int, seq_offset: int) -> list
 
     def cdr_time(m: re.Match[bytes]) -> bytes:
         when = datetime.strptime(m.group(2).decode(), "%Y-%m-%d %H:%M:%S")
-        return m.group(1) + (when + timedelta(seconds=delta)).strftime(
-            "%Y-%m-%d %H:%M:%S"
-        ).encode()
+        return m.group(1) + (when + timedelta(seconds=delta)).strftime("%Y-%m-%d %H:%M:%S").encode()
 
     out = []
     for ev in events:

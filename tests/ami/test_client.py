@@ -19,7 +19,7 @@ from pinc.ami.client import (
     Received,
     check_connection,
 )
-from pinc.ami.protocol import LocalProtocolError
+from pinc.ami.protocol import MAX_LINE, LocalProtocolError
 from pinc.ami.simserver import AmiSimServer, load_transcript
 from pinc.config import AmiConfig, Config
 
@@ -266,10 +266,21 @@ async def test_backpressure_never_drops(ami_server: StartServer, fixtures_dir: P
     assert server.logins == 1
 
 
-async def test_protocol_error_logged_once_and_reconnect(
-    caplog: pytest.LogCaptureFixture,
+BAD_INPUT = {
+    "nul": b"Event: Bad\r\nKey: a\x00b\r\n\r\n",
+    "long-line": b"Event: Bad\r\nKey: " + b"x" * (MAX_LINE + 100),
+    "10000-headers": b"Event: Bad\r\n" + b"H: v\r\n" * 10_000 + b"\r\n",
+    "no-blank-line-at-eof": b"Event: Bad\r\nKey: v\r\n",
+    "banner": b"",  # the banner itself is wrong
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUT))
+async def test_bad_input_logged_once_dropped_and_reconnected(
+    case: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """A peer that sends garbage after login: error with the offset, then reconnect."""
+    """A peer that breaks the protocol: one error line with the byte offset, the link
+    dropped and re-established, what came before the bad bytes delivered."""
     connections = 0
     third = trio.Event()
 
@@ -278,6 +289,9 @@ async def test_protocol_error_logged_once_and_reconnect(
         connections += 1
         if connections == 3:
             third.set()
+        if case == "banner":
+            await stream.send_all(b"SSH-2.0-OpenSSH_9.6\r\n")
+            await trio.sleep_forever()
         await stream.send_all(b"Asterisk Call Manager/11.0.0\r\n")
         buf = b""
         while b"Action: Login" not in buf or not buf.endswith(b"\r\n\r\n"):
@@ -288,20 +302,48 @@ async def test_protocol_error_logged_once_and_reconnect(
                 )
                 buf = b""
         await stream.send_all(b"Response: Success\r\nActionID: pinc-login\r\n\r\n")
-        await stream.send_all(b"Event: Bad\r\nKey: a\x00b\r\n\r\n")
+        await stream.send_all(b"Event: Good\r\nN: %d\r\n\r\n" % connections)
+        await stream.send_all(BAD_INPUT[case])
+        if case == "no-blank-line-at-eof":
+            await stream.send_eof()  # a FIN after the cut-off message
         await trio.sleep_forever()
 
-    with trio.fail_after(10):
+    good: list[str] = []
+    with trio.fail_after(15):
         async with trio.open_nursery() as nursery:
             listeners = await nursery.start(trio.serve_tcp, bad_asterisk, 0)
             port = listeners[0].socket.getsockname()[1]
             client = AmiClient(config(port, action_timeout=0.2))
+
+            async def consume() -> None:
+                async for item in client.events:
+                    if isinstance(item, Received):
+                        good.append(item.message.get("N"))
+
+            nursery.start_soon(consume)
             await nursery.start(client.run)
             await third.wait()
             nursery.cancel_scope.cancel()
     errors = [r for r in caplog.records if "protocol error" in r.getMessage()]
-    assert errors and "at byte" in errors[0].getMessage()
-    assert len({r.getMessage() for r in errors}) == 1
+    assert errors and all("at byte" in r.getMessage() for r in errors)
+    assert len(errors) <= connections  # once per broken connection, not per byte or try
+    if case != "banner":
+        assert good[:2] == ["1", "2"]  # nothing before the bad bytes was lost
+
+
+async def test_non_utf8_is_not_fatal(ami_server: StartServer) -> None:
+    server = await ami_server(
+        [b"Event: Newchannel\r\nCallerIDName: \xd0\xff\r\n\r\n", b"Event: Next\r\n\r\n"]
+    )
+    client = AmiClient(config(server.port))
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(client.run)
+            items = await collect(client, 2)
+            received = [i.message for i in items if isinstance(i, Received)]
+            assert received[0]["CallerIDName"] == "\ufffd\ufffd"
+            assert received[1].name == "Next" and server.logins == 1
+            nursery.cancel_scope.cancel()
 
 
 def test_check_connection(fixtures_dir: Path) -> None:
@@ -309,9 +351,7 @@ def test_check_connection(fixtures_dir: Path) -> None:
         server = AmiSimServer()
         async with trio.open_nursery() as nursery:
             port = await nursery.start(server.run)
-            good = await trio.to_thread.run_sync(
-                check_connection, Config(ami=config(port))
-            )
+            good = await trio.to_thread.run_sync(check_connection, Config(ami=config(port)))
             bad = await trio.to_thread.run_sync(
                 check_connection, Config(ami=config(port, secret="nope"))
             )

@@ -332,7 +332,7 @@ async def test_attack_table(nursery: trio.Nursery, tmp_path: Path) -> None:
                                     for s in {x for _, x, _ in results}})
     target = os.environ.get("PINC_ATTACK_TABLE")
     if target:
-        Path(target).write_text(markdown(results), encoding="utf-8")
+        Path(target).write_text(markdown(results), encoding="utf-8")  # noqa: ASYNC240
 
 
 async def test_slowloris_cut_off_while_ping_answers(nursery: trio.Nursery,
