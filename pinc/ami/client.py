@@ -446,9 +446,13 @@ class AmiClient:
             return
         except trio.WouldBlock:
             pass
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            return  # the consumer closed its end: nobody left to tell
         self._consumer_blocked = True
         try:
             await self._send_events.send(item)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            return
         finally:
             self._consumer_blocked = False
             self._consumer_unblocked_at = trio.current_time()

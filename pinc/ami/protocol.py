@@ -102,10 +102,11 @@ class Message:
 
     @property
     def headers(self) -> tuple[tuple[str, str], ...]:
-        if self._headers is None:
-            self._headers = tuple(map(_split_header, self._lines or ()))
+        headers = getattr(self, "_headers", None)  # unset on bulk-built events
+        if headers is None:
+            headers = self._headers = tuple(map(_split_header, self._lines or ()))
             self._lines = None
-        return self._headers
+        return headers
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Message):
@@ -169,11 +170,10 @@ class _Event(Message):
     output = ()
 
     def __init__(self, name: str, fields: dict[str, str], offset: int, lines: list[str]) -> None:
-        self._headers = None
         self.name = name
         self.fields = fields
         self.offset = offset
-        self._lines = lines
+        self._lines = lines  # _headers stays unset until ``headers`` is read
 
 
 def _split_header(line: str) -> tuple[str, str]:
