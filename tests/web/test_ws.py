@@ -155,3 +155,48 @@ async def test_client_that_stops_reading_is_cut_by_the_write_deadline(
         while env.feed.statistics()["subscribers"] > 0:  # gone once the deadline cut it
             env.feed.publish([change("call.ringing", call_dict("z", notes=pad))])
             await trio.sleep(0.005)
+
+
+class CountingJournal:
+    """The real journal, counting the live-calls snapshots read through it."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.snapshots = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def read(self, fn: Any) -> Any:
+        from pinc.journal import queries
+
+        if fn is queries.live_calls:
+            self.snapshots += 1
+        return await self.inner.read(fn)
+
+
+async def test_connecting_clients_share_one_snapshot(env: Env) -> None:
+    """200 clients arriving together once held 200 copies of a 1 MB snapshot (1.7 GB)."""
+    await env.put([change("call.started", call_dict(f"k{i}")) for i in range(50)])
+    counting = CountingJournal(env.services.journal)
+    env.services.journal = counting  # type: ignore[assignment]
+    sizes: list[int] = []
+
+    async def connect() -> None:
+        async with open_websocket_url(url(env)) as ws:
+            snap = await recv(ws)
+            sizes.append(len(snap["calls"]))
+
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            for _ in range(20):
+                nursery.start_soon(connect)
+    assert sizes == [50] * 20
+    assert counting.snapshots == 1
+    # After a change is published, the next client gets a fresh snapshot that holds it.
+    await env.put([change("call.started", call_dict("k-new"))])
+    with trio.fail_after(10):
+        async with open_websocket_url(url(env)) as ws:
+            snap = await recv(ws)
+    assert "k-new" in {c["id"] for c in snap["calls"]}
+    assert counting.snapshots == 2
