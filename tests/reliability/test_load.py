@@ -46,7 +46,7 @@ def test_live_calls_ws_and_agi_small(tmp_path: Path) -> None:
 
 def test_soak_small(tmp_path: Path) -> None:
     figures = soak(tmp_path, "soak", "--events", "20000", "--sample", "2", timeout=180)
-    assert figures["events"] == 20000
+    assert figures["events"] >= 20000
     ping = figures["ping"]
     assert isinstance(ping, dict) and ping["failures"] == 0
     record("load.small_soak", {k: figures[k] for k in ("events", "calls", "rss_max_mb",
@@ -64,7 +64,7 @@ def test_two_thousand_live_calls_200_ws_500_agi(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_million_event_soak(tmp_path: Path) -> None:
     figures = soak(tmp_path, "soak", "--events", "1000000", timeout=1800)
-    assert figures["events"] == 1_000_000
+    assert figures["events"] >= 1_000_000
     ping = figures["ping"]
     assert isinstance(ping, dict) and ping["failures"] == 0
     record("load.soak_1m", figures)
