@@ -164,6 +164,8 @@ class Ingest:
                 message = getattr(item, "message", None)
                 if message is not None:
                     await self._event(message, float(getattr(item, "at", 0.0)) or time.time())
+                elif getattr(item, "action", None) == "CoreShowChannels":
+                    await self._apply_resync(item.events, float(item.at) or time.time())
                 elif hasattr(item, "asterisk_version"):
                     self.connected = True
                     log.info(
@@ -192,16 +194,21 @@ class Ingest:
             await self.journal.submit(changes, arrived_at=at)
 
     async def _resync(self) -> None:
+        # The snapshot is applied where its list ended in the event stream (the client
+        # delivers it there as a ListCompleted), not when this task gets the answer:
+        # Asterisk keeps sending events meanwhile, and a snapshot applied to a tracker
+        # that is behind (or ahead of) it would end calls whose Hangup is still queued.
         timeout = self.config.ami.action_timeout
         try:
             with trio.fail_after(timeout + 1):
-                result = await self.client.action("CoreShowChannels", timeout=timeout)
+                await self.client.action("CoreShowChannels", timeout=timeout, in_stream=True)
         except Exception as exc:
             log.warning("ingest: CoreShowChannels failed (%s); live calls not resynced", exc)
-            return
-        channels = [m for m in result.events if m.name == "CoreShowChannel"]
+
+    async def _apply_resync(self, events: Sequence[Message], at: float) -> None:
+        channels = [m for m in events if m.name == "CoreShowChannel"]
         try:
-            changes = self.tracker.resync(channels, time.time())
+            changes = self.tracker.resync(channels, at)
         except Exception:
             log.exception("ingest: the tracker failed to resync")
             return

@@ -40,6 +40,7 @@ class AmiActions(Protocol):
         fields: Mapping[str, str | int | Iterable[str]] | Iterable[tuple[str, str]] = (),
         *,
         timeout: float | None = None,
+        in_stream: bool = False,
     ) -> ActionResult: ...
 
     def status(self) -> dict[str, Any]:

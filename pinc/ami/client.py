@@ -67,6 +67,15 @@ class Received:
 
 
 @dataclass(frozen=True, slots=True)
+class ListCompleted:
+    """A list reply asked for with ``in_stream``, at its place in the event stream."""
+
+    action: str
+    events: tuple[Message, ...]
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
 class Connected:
     """Logged in (again). ``reconnect`` is False only for the first login of this client."""
 
@@ -83,7 +92,7 @@ class Disconnected:
     at: float
 
 
-ClientEvent = Received | Connected | Disconnected
+ClientEvent = Received | ListCompleted | Connected | Disconnected
 
 
 @dataclass
@@ -95,6 +104,8 @@ class _Pending:
     events: list[Message] = field(default_factory=list)
     listing: bool = False  # the response said EventList: start; collecting until Complete
     error: str | None = None
+    action: str = ""
+    in_stream: bool = False  # also deliver the completed list as a ListCompleted event
 
 
 class _Link:
@@ -237,8 +248,13 @@ class AmiClient:
         fields: Mapping[str, str | int | Iterable[str]] | Iterable[tuple[str, str]] = (),
         *,
         timeout: float | None = None,
+        in_stream: bool = False,
     ) -> ActionResult:
         """Send an action and return its response (with its list events), by ActionID.
+
+        With ``in_stream`` a completed list reply is also delivered on ``events`` as a
+        :class:`ListCompleted`, at its place among the events: a consumer that applies
+        a snapshot (CoreShowChannels) there sees exactly the state Asterisk described.
 
         Raises AmiNotConnected when not logged in (or when the link drops while waiting),
         trio.TooSlowError past the deadline (``ami.action_timeout`` by default), and
@@ -249,7 +265,7 @@ class AmiClient:
             raise AmiNotConnected("not connected to Asterisk AMI")
         action_id = f"pinc-{next(self._ids)}"
         data = encode_action(name, fields, action_id=action_id)
-        pending = _Pending()
+        pending = _Pending(action=name, in_stream=in_stream)
         self._pending[action_id] = pending
         try:
             with trio.fail_after(self.config.action_timeout if timeout is None else timeout):
@@ -344,10 +360,9 @@ class AmiClient:
             except Exception as exc:
                 ended.append(exc)
                 if link.early:  # logged in, and events came: deliver them, then the drop
-                    await self._on_login(link)
+                    await self._on_login(link, attempt_done)
                 raise
-            await self._on_login(link)
-            attempt_done()
+            await self._on_login(link, attempt_done)
             async with trio.open_nursery() as nursery:
 
                 async def guarded(fn: Callable[[_Link], Awaitable[None]]) -> None:
@@ -389,7 +404,7 @@ class AmiClient:
         except trio.TooSlowError:
             log.warning("AMI: no answer to CoreSettings; Asterisk version unknown")
 
-    async def _on_login(self, link: _Link) -> None:
+    async def _on_login(self, link: _Link, attempt_done: Callable[[], None]) -> None:
         reconnect = self._logins > 0
         self._logins += 1
         now = time.time()
@@ -409,6 +424,9 @@ class AmiClient:
         )
         self._logged_in = True
         await self._deliver(Connected(self._asterisk_version, now, reconnect))
+        # Started before the early events go out: when more came during login than the
+        # channel holds, they wait for a consumer that ``nursery.start`` has not returned to.
+        attempt_done()
         # Events that came during the login go out after Connected, in order.
         early, link.early = link.early, []
         for msg in early:
@@ -478,6 +496,9 @@ class AmiClient:
                     if waiting is not None and waiting.listing:
                         if msg.get("EventList").lower() == "complete":
                             waiting.done.set()
+                            if waiting.in_stream:
+                                listed = ListCompleted(waiting.action, tuple(waiting.events), at)
+                                await self._deliver(listed)
                         else:
                             waiting.events.append(msg)
                         continue

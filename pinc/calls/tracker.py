@@ -310,7 +310,7 @@ class Tracker:
         if not uid:
             return None
         uid = clean(uid)
-        if uid == "none":
+        if uid in ("none", "<unknown>"):  # global VarSet; a failed OriginateResponse
             return None
         linkedid = clean(f.get(prefix + "Linkedid", "")) or uid
         chan = self._chans.get(uid)

@@ -16,6 +16,7 @@ from pinc.ami.client import (
     AmiNotConnected,
     Connected,
     Disconnected,
+    ListCompleted,
     Received,
     check_connection,
 )
@@ -233,6 +234,30 @@ async def test_action_list_reply_matched_by_action_id(
                 await client.action("Originate", {"Channel": "PJSIP/101\r\nAction: Hangup"})
             # Nothing is queued for the events consumer from the list reply.
             assert client.events.statistics().current_buffer_used == 0
+            nursery.cancel_scope.cancel()
+
+
+async def test_list_reply_in_stream_keeps_its_place_among_events(
+    ami_server: StartServer, fixtures_dir: Path
+) -> None:
+    """With ``in_stream`` the CoreShowChannels list also arrives on ``events``, after the
+    events Asterisk sent before it and before those it sent after: the ingest applies a
+    resync there, so the snapshot matches the tracker's state exactly."""
+    events = transcript(fixtures_dir, "inbound_answered")
+    server = await ami_server(events[:60])
+    client = AmiClient(config(server.port))
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(client.run)
+            await collect(client, 60)
+            result = await client.action("CoreShowChannels", in_stream=True)
+            server.feed(events[60:80])
+            item = await client.events.receive()
+            assert isinstance(item, ListCompleted)
+            assert item.action == "CoreShowChannels"
+            assert item.events == result.events and item.events
+            after = await collect(client, 20)
+            assert all(isinstance(i, Received) for i in after)
             nursery.cancel_scope.cancel()
 
 

@@ -130,3 +130,23 @@ def test_unrelated_and_broken_events_are_ignored(config: Config) -> None:
     ):
         tracker.feed(parse_block(text))
     assert tracker.flush() == []
+
+
+def test_failed_originate_response_makes_no_phantom_call() -> None:
+    """A failed Originate answers with ``Uniqueid: <unknown>``: that is no channel, and
+    (live, where a resync looks at every tracked call) it once became a bogus call."""
+    from pinc.ami.protocol import parse_block
+    from pinc.calls.tracker import Tracker
+    from pinc.config import load_config
+
+    tracker = Tracker(load_config(None, env={}).pbx)
+    failed = parse_block(
+        "Event: OriginateResponse\r\nPrivilege: call,all\r\nActionID: orig-1\r\n"
+        "Response: Failure\r\nChannel: Local/79169999999@from-internal\r\n"
+        "Context: sim-caller\r\nExten: hold\r\nReason: 5\r\nUniqueid: <unknown>\r\n"
+        "CallerIDNum: 101\r\nCallerIDName: Anna 101"
+    )
+    assert tracker.feed(failed, 1000.0) == []
+    assert tracker.resync([], 1001.0) == []
+    assert tracker.live_calls() == []
+    assert tracker.statistics()["events"] == 1

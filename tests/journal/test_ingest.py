@@ -6,6 +6,7 @@ tracker a stand-in from conftest, so these tests pin the ingest's own duties.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import Any
 
 import trio
 
+from pinc.ami.client import ListCompleted
 from pinc.ami.protocol import Kind, Message, parse_block
 from pinc.config import Config
 from pinc.feed import FeedHub
@@ -54,11 +56,14 @@ class Source:
         fields: Mapping[str, Any] | Iterable[tuple[str, str]] = (),
         *,
         timeout: float | None = None,
+        in_stream: bool = False,
     ) -> ActionResult:
         self.actions.append(name)
         items = tuple(event("CoreShowChannel", Linkedid=lid, Uniqueid=lid) for lid in self.live)
         ok = parse_block("Response: Success\r\nEventList: start")
         assert ok.kind is Kind.RESPONSE
+        if in_stream:  # as the real client does: the list also goes into the event stream
+            await self.send.send(ListCompleted(name, items, time.time()))
         return ActionResult(ok, items)
 
     def status(self) -> dict[str, Any]:

@@ -41,6 +41,7 @@ class FakeAmi:
         fields: Mapping[str, str | int | Iterable[str]] | Iterable[tuple[str, str]] = (),
         *,
         timeout: float | None = None,
+        in_stream: bool = False,
     ) -> ActionResult:
         items = list(fields.items()) if isinstance(fields, Mapping) else list(fields)
         self.actions.append((name, [(str(k), str(v)) for k, v in items]))
@@ -227,9 +228,14 @@ class TranscriptAmi(FakeAmi):
         fields: Mapping[str, str | int | Iterable[str]] | Iterable[tuple[str, str]] = (),
         *,
         timeout: float | None = None,
+        in_stream: bool = False,
     ) -> ActionResult:
         result = await super().action(name, fields, timeout=timeout)
         if name == "CoreShowChannels":
+            if in_stream:  # as the real client: the (empty) list also goes into the stream
+                from pinc.ami.client import ListCompleted
+
+                await self.send.send(ListCompleted(name, (), 0.0))
             return ActionResult(response("Success", EventList="start"))
         return result
 
