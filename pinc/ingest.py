@@ -44,6 +44,8 @@ class TrackerLike(Protocol):
         self, channel_id: str, *, ext: str, number: str, record_id: str | None, origin: str
     ) -> None: ...
 
+    def note_transfer(self, call_id: str) -> None: ...
+
     def resync(self, channels: Sequence[Message], at: float) -> list[CallChange]: ...
 
     def expire(self, at: float) -> list[CallChange]: ...
@@ -95,6 +97,9 @@ class Ingest:
         self.tracker.note_originate(
             channel_id, ext=ext, number=number, record_id=record_id, origin=origin
         )
+
+    def note_transfer(self, call_id: str) -> None:
+        self.tracker.note_transfer(call_id)
 
     def live_calls(self) -> list[dict[str, Any]]:
         return [

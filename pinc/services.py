@@ -95,6 +95,10 @@ class Ingest(Protocol):
         """Tell the tracker that an Originate with ChannelId ``channel_id`` is ours."""
         ...
 
+    def note_transfer(self, call_id: str) -> None:
+        """pinc's /transfer is about to move this call: record it as a ``crm`` transfer."""
+        ...
+
     def live_calls(self) -> list[dict[str, Any]]: ...
 
     def channels_of(self, call_id: str) -> list[dict[str, str]]:

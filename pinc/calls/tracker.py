@@ -124,6 +124,7 @@ class Tracker:
         self._calls: dict[str, _Live] = {}  # linkedid -> call (merged linkedids too)
         self._closing: dict[str, _Live] = {}  # call id -> call waiting for its Cdrs
         self._originates: OrderedDict[str, dict[str, str | None]] = OrderedDict()
+        self._crm_transfers: set[str] = set()  # calls pinc was asked to transfer
         self._now = 0.0
         self._live_clock = False
         self._seq = 0
@@ -191,6 +192,12 @@ class Tracker:
         }
         while len(self._originates) > MAX_PENDING_ORIGINATES:
             self._originates.popitem(last=False)
+
+    def note_transfer(self, call_id: str) -> None:
+        """pinc is about to transfer live call ``call_id`` (its /transfer endpoint): the
+        blind, attended or redirect transfer that follows is recorded with kind ``crm``."""
+        if any(live.call.id == call_id for live in self._unique_live()):
+            self._crm_transfers.add(call_id)
 
     def resync(self, channels: Sequence[Message], at: float) -> list[CallChange]:
         """After a reconnect: end the calls none of whose channels is still up."""
@@ -604,6 +611,9 @@ class Tracker:
         x.confirmed = True
         if x.target is not None:
             x.target.counts = True
+        if live.call.id in self._crm_transfers:  # pinc's own /transfer asked for this one
+            self._crm_transfers.discard(live.call.id)
+            x.transfer.kind = "crm"
         live.call.transfers.append(x.transfer)
         if live.announced:
             self._refresh(live)
@@ -933,6 +943,7 @@ class Tracker:
 
     def _finish(self, live: _Live, out: list[CallChange]) -> None:
         self._closing.pop(live.call.id, None)
+        self._crm_transfers.discard(live.call.id)
         for link in live.call.linkedids:
             if self._calls.get(link) is live:
                 del self._calls[link]

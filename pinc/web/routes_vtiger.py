@@ -164,6 +164,7 @@ async def do_transfer(call_id: str, *, to: str, mode: str, from_ext: str | None 
         channels, to=to, mode=mode, context=st.services.config.pbx.originate_context,
         from_ext=from_ext,
     )
+    st.services.ingest.note_transfer(call_id)
     await actions.run_transfer(st.services, action, fields)
     log.info("%s of call %s to %s", action, call_id, to)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pathlib
+
 from pinc.ami.protocol import AMIConnection, Message, parse_block
 from pinc.calls.model import CallChange
 from pinc.calls.tracker import DISCONNECTED_REASON, STALE_REASON, Tracker
@@ -150,3 +152,27 @@ def test_failed_originate_response_makes_no_phantom_call() -> None:
     assert tracker.resync([], 1001.0) == []
     assert tracker.live_calls() == []
     assert tracker.statistics()["events"] == 1
+
+
+def test_transfer_through_pincs_endpoint_is_kind_crm(fixtures_dir: pathlib.Path) -> None:
+    """The blind transfer of blind_transfer.ami, asked for through pinc's /transfer
+    (which calls note_transfer first), is recorded as kind ``crm``."""
+    from pinc.calls.replay import messages_of
+    from pinc.calls.tracker import Tracker
+    from pinc.config import load_config
+
+    data = (fixtures_dir / "asterisk-local" / "blind_transfer.ami").read_bytes()
+    for noted in (False, True):
+        tracker = Tracker(load_config(None, env={}).pbx)
+        changes = []
+        for msg in messages_of([data]):
+            if noted and msg.name == "BlindTransfer":
+                (live,) = tracker.live_calls()
+                tracker.note_transfer(live.id)
+            changes += tracker.feed(msg)
+        changes += tracker.flush()
+        (ended,) = [c for c in changes if c.kind == "call.ended"]
+        kinds = [t["kind"] for t in ended.call["transfers"]]
+        assert kinds == (["crm"] if noted else ["blind"])
+        assert [(t["from"], t["to"]) for t in ended.call["transfers"]] == [("101", "102")]
+        assert ended.call["answered_by"] == "102"

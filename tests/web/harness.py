@@ -71,6 +71,9 @@ class FakeIngest:
             (channel_id, {"ext": ext, "number": number, "record_id": record_id, "origin": origin})
         )
 
+    def note_transfer(self, call_id: str) -> None:
+        self.notes.append((call_id, {"transfer": True}))
+
     def live_calls(self) -> list[dict[str, Any]]:
         return list(self.live)
 

@@ -214,6 +214,7 @@ async def test_transfer_by_call_and_by_ext(env: Env, client: httpx.AsyncClient) 
     env.ingest.live = [call_dict("c1", status="answered", answered_by="101")]
     r = await client.post("/transfer", data={"secret": SECRET, "call": "c1", "to": "102"})
     assert (r.status_code, r.text) == (200, "Success")
+    assert ("c1", {"transfer": True}) in env.ingest.notes  # recorded as a "crm" transfer
     assert env.ami.actions[-1] == (
         "BlindTransfer",
         [("Channel", "PJSIP/101-0000000c"), ("Exten", "102"), ("Context", "from-internal")],
