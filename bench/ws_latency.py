@@ -16,7 +16,10 @@ tracker over the same stream. Target (DESIGN.md): p99 < 5 ms at 2,000 events/s.
 from __future__ import annotations
 
 import argparse
+import base64
+import gc
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -87,30 +90,61 @@ def trigger_map(stream: list[bytes], config: Any) -> dict[tuple[str, str, int], 
 
 
 async def client_mode(port: int, clients: int) -> None:
-    """Child process: ``clients`` websocket clients; prints ``ready``, then on stdin EOF
-    (or 3 s without frames after the first) the frames as JSON."""
+    """Child process: ``clients`` websocket clients; prints ``ready``, then (after 4 s
+    without frames once frames came) the frames as JSON.
+
+    Lean clients: raw sockets, each read timestamped as it returns, frames split by hand
+    and their JSON decoded only after the run. With trio-websocket and a json.loads per
+    frame, 50 clients in one process took ~100 us per frame: a frame sent to the 50th
+    client of a change waited ~5 ms in the client process, which was measured as pinc's.
+    """
     received: list[list[Any]] = [[] for _ in range(clients)]
     ready = trio.Semaphore(0)
-    quiet = trio.Event()
+    frames: list[list[tuple[float, bytes]]] = [[] for _ in range(clients)]
 
     async def one(k: int) -> None:
-        counts: Counter[tuple[str, str]] = Counter()
-        async with open_websocket_url(
-            f"ws://127.0.0.1:{port}/ws?token={TOKEN}", message_queue_size=4096
-        ) as ws:
-            await ws.get_message()
-            ready.release()
-            while True:
-                with trio.move_on_after(4.0 if received[k] else 60.0) as scope:
-                    raw = await ws.get_message()
-                if scope.cancelled_caught:
-                    quiet.set()
-                    return
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+        key = base64.b64encode(os.urandom(16)).decode()
+        await stream.send_all(
+            f"GET /ws?token={TOKEN} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+            f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+            "Sec-WebSocket-Version: 13\r\n\r\n".encode()
+        )
+        buf = bytearray()
+        while b"\r\n\r\n" not in buf:
+            buf += await stream.receive_some(65536)
+        head, _, rest = bytes(buf).partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 101"), head[:80]
+        buf = bytearray(rest)
+        snapshot = True
+        while True:
+            with trio.move_on_after(4.0 if frames[k] else 60.0):
+                chunk = await stream.receive_some(1 << 20)
                 now = time.perf_counter()
-                msg = json.loads(raw)
-                key = (msg["call_id"], msg["type"])
-                received[k].append([[*key, counts[key]], now])
-                counts[key] += 1
+                if not chunk:
+                    return
+                buf += chunk
+                # server frames are not masked: FIN/opcode, length (7, 16 or 64 bits), data
+                while len(buf) >= 2:
+                    n = buf[1] & 0x7F
+                    at = 2
+                    if n == 126:
+                        n, at = int.from_bytes(buf[2:4], "big"), 4
+                    elif n == 127:
+                        n, at = int.from_bytes(buf[2:10], "big"), 10
+                    if len(buf) < at + n:
+                        break
+                    opcode, payload = buf[0] & 0x0F, bytes(buf[at : at + n])
+                    del buf[: at + n]
+                    if opcode != 1:
+                        continue  # pings, close
+                    if snapshot:
+                        snapshot = False
+                        ready.release()
+                        continue
+                    frames[k].append((now, payload))
+                continue
+            return  # quiet for 4 s: the run is over
 
     async with trio.open_nursery() as nursery:
         for k in range(clients):
@@ -119,17 +153,76 @@ async def client_mode(port: int, clients: int) -> None:
             await ready.acquire()
         sys.stdout.write("ready\n")
         sys.stdout.flush()
+    for k in range(clients):
+        counts: Counter[tuple[str, str]] = Counter()
+        for now, payload in frames[k]:
+            msg = json.loads(payload)
+            key = (msg["call_id"], msg["type"])
+            received[k].append([[*key, counts[key]], now])
+            counts[key] += 1
     sys.stdout.write(json.dumps(received))
     sys.stdout.flush()
 
 
-async def main(rate: float, clients: int, seconds: float, separate: bool) -> None:
+async def sim_mode(rate: float, total: int) -> None:
+    """Child process: the fake Asterisk. Prints its port; on a line on stdin plays the
+    stream at ``rate``, then prints the time each event was handed to it (perf_counter,
+    CLOCK_MONOTONIC: comparable across processes) as JSON; exits at stdin EOF.
+
+    In the measured process the simulator parsed and kept every event it was fed: its
+    growing log made the garbage collector's full passes take 25-90 ms, a pause of the
+    whole process that pinc itself does not have."""
+    stream = build_stream(total)
+    sim = AmiSimServer()
+    stdin = trio.lowlevel.FdStream(os.dup(0))
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(sim.run)
+        sys.stdout.write(f"{port}\n")
+        sys.stdout.flush()
+        await stdin.receive_some(64)
+        sent_at = [0.0] * len(stream)
+        interval = 1.0 / rate
+        start = time.perf_counter()
+        for i, raw in enumerate(stream):
+            due = start + i * interval
+            delay = due - time.perf_counter()
+            if delay > 0:
+                await trio.sleep(delay)
+            sent_at[i] = time.perf_counter()
+            sim.feed([raw])
+        send_seconds = time.perf_counter() - start
+        sys.stdout.write(json.dumps([send_seconds, sent_at]) + "\n")
+        sys.stdout.flush()
+        while await stdin.receive_some(64):
+            pass
+        nursery.cancel_scope.cancel()
+
+
+async def read_line(stream: Any, buf: bytearray) -> bytes:
+    while b"\n" not in buf:
+        chunk = await stream.receive_some(1 << 20)
+        if not chunk:
+            raise EOFError("child process ended")
+        buf += chunk
+    line, _, rest = bytes(buf).partition(b"\n")
+    buf[:] = rest
+    return line
+
+
+async def main(
+    rate: float, clients: int, seconds: float, separate: bool, gc_freeze: bool = False
+) -> None:
     total = int(rate * seconds)
     stream = build_stream(total)
     with tempfile.TemporaryDirectory() as tmp:
-        sim = AmiSimServer()
         async with trio.open_nursery() as nursery:
-            ami_port = await nursery.start(sim.run)
+            sim = await trio.lowlevel.open_process(
+                [sys.executable, __file__, "--sim-mode", str(rate), str(total)],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            )
+            assert sim.stdin is not None and sim.stdout is not None
+            sim_buf = bytearray()
+            ami_port = int(await read_line(sim.stdout, sim_buf))
             config = load_config(None, env={}, overrides={
                 "ami": {"port": ami_port, "username": "pinc", "secret": "pincsecret"},
                 "journal": {"path": f"{tmp}/bench.db"},
@@ -147,7 +240,6 @@ async def main(rate: float, clients: int, seconds: float, separate: bool) -> Non
                                 ingest=ingest, router=_Router(), crm=_Crm())
             port = await nursery.start(WebServer(services, host="127.0.0.1", port=0).run)
 
-            sent_at = [0.0] * len(stream)
             received: list[list[tuple[tuple[str, str, int], float]]] = [[] for _ in range(clients)]
             ready = trio.Semaphore(0)
             done = trio.Event()
@@ -186,16 +278,13 @@ async def main(rate: float, clients: int, seconds: float, separate: bool) -> Non
                 for _ in range(clients):
                     await ready.acquire()
 
-            interval = 1.0 / rate
-            start = time.perf_counter()
-            for i, raw in enumerate(stream):
-                due = start + i * interval
-                delay = due - time.perf_counter()
-                if delay > 0:
-                    await trio.sleep(delay)
-                sent_at[i] = time.perf_counter()
-                sim.feed([raw])
-            send_seconds = time.perf_counter() - start
+            if gc_freeze:
+                # What DESIGN's recommended start-up does (docs/performance.md): objects
+                # alive after start-up leave the collector's generations, so a full
+                # collection no longer walks every imported module (25-50 ms pauses).
+                gc.freeze()
+            await sim.stdin.send_all(b"go\n")
+            send_seconds, sent_at = json.loads(await read_line(sim.stdout, sim_buf))
             await trio.sleep(3.0)  # let the tail drain (call.ended after the grace)
             done.set()
             if child is not None:
@@ -205,6 +294,8 @@ async def main(rate: float, clients: int, seconds: float, separate: bool) -> Non
                 await child.wait()
                 received = [[(tuple(k), t) for k, t in c] for c in json.loads(buf)]
             await trio.sleep(0.6)
+            await sim.stdin.aclose()
+            await sim.wait()
             nursery.cancel_scope.cancel()
 
     lat: list[float] = []
@@ -229,7 +320,9 @@ async def main(rate: float, clients: int, seconds: float, separate: bool) -> Non
     if not lat:
         print("no latencies measured")
         return
-    p = lambda q: lat[min(len(lat) - 1, int(q * len(lat)))]  # noqa: E731
+    def p(q: float) -> float:
+        return lat[min(len(lat) - 1, int(q * len(lat)))]
+
     print(f"latency ms:        p50 {p(0.50):.2f}  p90 {p(0.90):.2f}  p99 {p(0.99):.2f}  "
           f"max {lat[-1]:.2f}  mean {statistics.fmean(lat):.2f}")
     if ended:
@@ -246,9 +339,16 @@ if __name__ == "__main__":
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--same-process", action="store_true",
                         help="run the websocket clients in the server's process")
+    parser.add_argument("--gc-freeze", action="store_true",
+                        help="gc.freeze() once the services started (see docs/performance.md)")
     parser.add_argument("--client-mode", nargs=2, type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--sim-mode", nargs=2, type=float, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.client_mode:
+    if args.sim_mode:
+        trio.run(sim_mode, args.sim_mode[0], int(args.sim_mode[1]))
+    elif args.client_mode:
         trio.run(client_mode, *args.client_mode)
     else:
-        trio.run(main, args.rate, args.clients, args.seconds, not args.same_process)
+        trio.run(
+            main, args.rate, args.clients, args.seconds, not args.same_process, args.gc_freeze
+        )
