@@ -17,24 +17,12 @@ from typing import Any, TypeVar
 import trio
 
 from pinc.calls.model import CallChange
+from pinc.journal import schema
 
 T = TypeVar("T")
 
-OUTBOX_DDL = """
-CREATE TABLE IF NOT EXISTS outbox (
-  id INTEGER PRIMARY KEY AUTOINCREMENT,
-  call_id TEXT NOT NULL,
-  kind TEXT NOT NULL,
-  payload TEXT NOT NULL,
-  state TEXT NOT NULL DEFAULT 'pending',
-  attempts INTEGER NOT NULL DEFAULT 0,
-  next_attempt_at REAL NOT NULL DEFAULT 0,
-  last_error TEXT,
-  created_at REAL NOT NULL,
-  done_at REAL
-);
-CREATE INDEX IF NOT EXISTS outbox_pending ON outbox(state, call_id, id);
-"""
+# the journal's own table: the double must not drift from it
+OUTBOX_DDL = schema.OUTBOX_DDL
 
 
 def connect(path: Path) -> sqlite3.Connection:
