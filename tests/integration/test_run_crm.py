@@ -1,10 +1,11 @@
 """``pinc run`` end to end into vtiger: fake Asterisk -> real process -> fake vtiger.
 
-Every single-call scenario of tests/fixtures/asterisk-local is replayed, one after the
-other, into a real ``pinc run`` subprocess whose CRM is the fake vtiger (which checks
-signatures and stores what vtiger's PHP would). Afterwards vtiger must hold, for every
-customer call, the row a real vtiger keeps for the call pinc journaled, and the calls
-must be what ``pinc replay`` derives from the same transcripts.
+Every single-call scenario of tests/fixtures/asterisk-local and asterisk-pjsip is
+replayed, one after the other, into a real ``pinc run`` subprocess whose CRM is the
+fake vtiger (which checks signatures and stores what vtiger's PHP would). Afterwards
+vtiger must hold, for every customer call, the row a real vtiger keeps for the call
+pinc journaled, and the calls must be what ``pinc replay`` derives from the same
+transcripts.
 """
 
 from __future__ import annotations
@@ -15,15 +16,18 @@ from typing import Any
 
 import trio
 
-from pinc.ami.simserver import AmiSimServer
+from pinc.ami.simserver import AmiSimServer, load_transcript
 from pinc.config import Config, load_config
 from tests.crm.fakevtiger import FakeVtiger
 from tests.crm.test_replay import vtiger_row_for
 
-from .conftest import FIXTURES, PincProcess, journal_rows, replay_calls, transcript, write_config
+from .conftest import FIXTURES, PincProcess, journal_rows, replay_calls, write_config
 from .test_run import listed_calls, wait_all_ended
 
-SCENARIOS = sorted(p.name for p in FIXTURES.glob("*.ami") if p.stem != "concurrent_load")
+SCENARIOS = sorted(
+    p for p in [*FIXTURES.glob("*.ami"), *FIXTURES.parent.joinpath("asterisk-pjsip").glob("*.ami")]
+    if p.stem != "concurrent_load"
+)
 CRM_SECRET = "pinc-lab-secret-42"
 
 
@@ -46,15 +50,15 @@ def key_facts(call: dict[str, Any]) -> tuple[Any, ...]:
 
 
 async def test_pinc_run_delivers_every_scenario_to_vtiger(tmp_path: Path) -> None:
-    expected = [c for name in SCENARIOS for c in replay_calls(FIXTURES / name)]
-    assert len(SCENARIOS) == 14 and len(expected) == 14  # one call per scenario
+    expected = [c for path in SCENARIOS for c in replay_calls(path)]
+    assert len(SCENARIOS) == 26 and len(expected) == 26  # one call per scenario
     recordings = tmp_path / "monitor"
     for call in expected:  # the recordings themselves are not shipped: put files in place
         if call["recording"]:
             file = recordings / call["recording"]
             file.parent.mkdir(parents=True, exist_ok=True)
             file.write_bytes(b"RIFF" + b"\0" * 4000)
-    events = [e for name in SCENARIOS for e in transcript(name)]
+    events = [e for path in SCENARIOS for e in load_transcript(path)]
     db = tmp_path / "data" / "pinc.db"
     vtiger = FakeVtiger(secret=CRM_SECRET)
     with trio.fail_after(120):
@@ -87,5 +91,5 @@ async def test_pinc_run_delivers_every_scenario_to_vtiger(tmp_path: Path) -> Non
         assert {k: row[k] for k in want} == want, call["id"]
     linked = [r for r in vtiger.rows if r["recordingurl"]]
     assert len(linked) == sum(c["status"] == "completed" and bool(c["recording"])
-                              for c in customer_calls) >= 8
+                              for c in customer_calls) == 14
     assert CRM_SECRET not in pinc.text()
