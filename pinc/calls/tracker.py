@@ -196,7 +196,7 @@ class Tracker:
     def note_transfer(self, call_id: str) -> None:
         """pinc is about to transfer live call ``call_id`` (its /transfer endpoint): the
         blind, attended or redirect transfer that follows is recorded with kind ``crm``."""
-        if any(live.call.id == call_id for live in self._unique_live()):
+        if self._live_by_id(call_id) is not None:
             self._crm_transfers.add(call_id)
 
     def resync(self, channels: Sequence[Message], at: float) -> list[CallChange]:
@@ -273,22 +273,26 @@ class Tracker:
             live.call for live in self._unique_live() if live.announced and live.closing_seq is None
         ]
 
-    def channels_of(self, call_id: str) -> list[dict[str, str]]:
+    def _live_by_id(self, call_id: str) -> _Live | None:
         for live in self._unique_live():
             if live.call.id == call_id:
-                return [
-                    {
-                        "channel": c.name,
-                        "uniqueid": c.uid,
-                        "ext": c.ext
-                        or (live.call.from_number if c.role == "employee" else "")
-                        or "",
-                        "role": c.role,
-                    }
-                    for c in live.chans.values()
-                    if not c.hung
-                ]
-        return []
+                return live
+        return None
+
+    def channels_of(self, call_id: str) -> list[dict[str, str]]:
+        live = self._live_by_id(call_id)
+        if live is None:
+            return []
+        return [
+            {
+                "channel": c.name,
+                "uniqueid": c.uid,
+                "ext": c.ext or (live.call.from_number if c.role == "employee" else "") or "",
+                "role": c.role,
+            }
+            for c in live.chans.values()
+            if not c.hung
+        ]
 
     def statistics(self) -> dict[str, Any]:
         lives = self._unique_live()
