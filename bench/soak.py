@@ -206,6 +206,11 @@ class PingProbe:
         self.port = port
         self.ms: list[float] = []
         self.failures = 0
+        self.scope = trio.CancelScope()
+
+    def stop(self) -> None:
+        """Before pinc stops: an ask meeting a stopping pinc is not pinc's failure."""
+        self.scope.cancel()
 
     async def run(self, interval: float = 0.5) -> None:
         # The probe prints one line per ping ("12.3" ms, or "fail"), so the figures are
@@ -216,14 +221,15 @@ class PingProbe:
         assert proc.stdout is not None
         buffer = b""
         try:
-            while chunk := await proc.stdout.receive_some(65536):
-                buffer += chunk
-                *lines, buffer = buffer.split(b"\n")
-                for line in lines:
-                    if line == b"fail":
-                        self.failures += 1
-                    elif line:
-                        self.ms.append(float(line))
+            with self.scope:
+                while chunk := await proc.stdout.receive_some(65536):
+                    buffer += chunk
+                    *lines, buffer = buffer.split(b"\n")
+                    for line in lines:
+                        if line == b"fail":
+                            self.failures += 1
+                        elif line:
+                            self.ms.append(float(line))
         finally:
             with trio.CancelScope(shield=True):
                 proc.terminate()
@@ -312,6 +318,7 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
             elapsed = time.monotonic() - t0
             samples.append((round(elapsed, 1), rss_mb(proc.pid), fake.sent))
             calls = db_count(db, "SELECT COUNT(*) FROM calls")
+            probe.stop()
             proc.terminate()
             code = await proc.wait()
             nursery.cancel_scope.cancel()
@@ -421,16 +428,26 @@ async def live(args: argparse.Namespace) -> dict[str, Any]:
                 out["agi_answered"] = sum(results)
                 out["agi_seconds"] = round(time.monotonic() - t1, 2)
                 out["rss_with_ws_and_agi_mb"] = round(rss_mb(proc.pid), 1)
+                t2 = time.monotonic()
                 for events in rounds(tail, args.calls):
                     await send.send(b"".join(events))
                 while db_count(db, "SELECT COUNT(*) FROM calls WHERE live = 1") > 0:  # noqa: ASYNC110
                     await trio.sleep(0.2)
-                await trio.sleep(1.0)
+                out["seconds_to_all_ended"] = round(time.monotonic() - t2, 1)
+                # Frames may still be on their way (pinc's writers give way to other work
+                # under load): wait until no client has received anything for 2 s.
+                with trio.move_on_after(60):
+                    seen = -1
+                    while counts["messages"] != seen:
+                        seen = counts["messages"]
+                        await trio.sleep(2.0)
                 out["ws_messages"] = counts["messages"]
+                out["seconds_to_last_ws_message"] = round(time.monotonic() - t2 - 2.0, 1)
                 out["ws_dropped_or_closed"] = counts["closed"] + counts["failed"]
                 clients.cancel_scope.cancel()
             out["left_live"] = db_count(db, "SELECT COUNT(*) FROM calls WHERE live = 1")
             out["rss_after_mb"] = round(rss_mb(proc.pid), 1)
+            probe.stop()
             out["ping"] = probe.figures()
             proc.terminate()
             out["exit_code"] = await proc.wait()

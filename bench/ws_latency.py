@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import gc
 import json
 import os
 import statistics
@@ -38,9 +37,11 @@ from pinc.ami.simserver import AmiSimServer, load_transcript, rewrite_ids
 from pinc.calls.tracker import Tracker
 from pinc.config import load_config
 from pinc.feed import FeedHub
+from pinc.gcpacing import GcPacer
 from pinc.ingest import Ingest
 from pinc.journal.store import Journal
 from pinc.services import Responsible, Services
+from pinc.timeslice import TimeSlicer
 from pinc.web.server import WebServer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -210,7 +211,7 @@ async def read_line(stream: Any, buf: bytearray) -> bytes:
 
 
 async def main(
-    rate: float, clients: int, seconds: float, separate: bool, gc_freeze: bool = False
+    rate: float, clients: int, seconds: float, separate: bool, bare: bool = False
 ) -> None:
     total = int(rate * seconds)
     stream = build_stream(total)
@@ -229,6 +230,8 @@ async def main(
                 "web": {"listen": "127.0.0.1:0", "token": TOKEN, "ws_queue": 4096},
             })
             triggers = trigger_map(stream, config)
+            if not bare:  # as pinc.app does: bulk writers give way (pinc/timeslice.py)
+                await nursery.start(TimeSlicer().run)
             client = AmiClient(config.ami)
             await nursery.start(client.run)
             feed = FeedHub()
@@ -278,11 +281,10 @@ async def main(
                 for _ in range(clients):
                     await ready.acquire()
 
-            if gc_freeze:
-                # What DESIGN's recommended start-up does (docs/performance.md): objects
-                # alive after start-up leave the collector's generations, so a full
-                # collection no longer walks every imported module (25-50 ms pauses).
-                gc.freeze()
+            if not bare:
+                # As pinc.app does (pinc/gcpacing.py): start-up objects, then each full
+                # collection's survivors, leave the collector's sight (25-50 ms pauses).
+                await nursery.start(GcPacer().run)
             await sim.stdin.send_all(b"go\n")
             send_seconds, sent_at = json.loads(await read_line(sim.stdout, sim_buf))
             await trio.sleep(3.0)  # let the tail drain (call.ended after the grace)
@@ -339,8 +341,8 @@ if __name__ == "__main__":
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--same-process", action="store_true",
                         help="run the websocket clients in the server's process")
-    parser.add_argument("--gc-freeze", action="store_true",
-                        help="gc.freeze() once the services started (see docs/performance.md)")
+    parser.add_argument("--bare", action="store_true",
+                        help="without pinc run's GcPacer and TimeSlicer (docs/performance.md)")
     parser.add_argument("--client-mode", nargs=2, type=int, help=argparse.SUPPRESS)
     parser.add_argument("--sim-mode", nargs=2, type=float, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -350,5 +352,5 @@ if __name__ == "__main__":
         trio.run(client_mode, *args.client_mode)
     else:
         trio.run(
-            main, args.rate, args.clients, args.seconds, not args.same_process, args.gc_freeze
+            main, args.rate, args.clients, args.seconds, not args.same_process, args.bare
         )

@@ -9,8 +9,6 @@ whatever is still pending inside its shielded drain before the process exits.
 
 from __future__ import annotations
 
-import gc
-import importlib
 import logging
 import signal
 import sys
@@ -20,12 +18,21 @@ from typing import Any
 
 import trio
 
+from pinc.agi.server import AgiServer
+from pinc.ami.client import AmiClient
 from pinc.config import Config, ConfigError, parse_listen
+from pinc.crm.delivery import DeliveryWorker
+from pinc.crm.vtiger import VtigerWebservice, make_outbox_hook
 from pinc.feed import FeedHub
+from pinc.gcpacing import GcPacer
 from pinc.ingest import Ingest
 from pinc.journal.store import Journal, JournalError
 from pinc.logs import setup_logging
+from pinc.pdeathsig import die_with_parent_if_frozen
+from pinc.routing import Router
 from pinc.services import Services
+from pinc.timeslice import TimeSlicer
+from pinc.web.server import WebServer
 
 log = logging.getLogger("pinc.app")
 
@@ -58,16 +65,6 @@ class _NoCrm:
         return None
 
 
-def _optional(module: str) -> Any | None:
-    """A teammate's module, or None while it does not exist yet."""
-    try:
-        return importlib.import_module(module)
-    except ModuleNotFoundError as exc:
-        if exc.name != module:
-            raise
-        return None
-
-
 async def serve(config: Config, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
     """Run every service until cancelled; ``task_status.started(ServeHandle)`` once ready."""
 
@@ -76,15 +73,10 @@ async def serve(config: Config, *, task_status: Any = trio.TASK_STATUS_IGNORED) 
     crm: Any = _NoCrm()
     crm_lookup: Any = None
     if config.crm.url:
-        from pinc.crm.delivery import DeliveryWorker
-        from pinc.crm.vtiger import make_outbox_hook
-
         # before the journal starts, so no batch commits without its outbox rows
         journal.add_batch_hook(make_outbox_hook(config))
         crm = DeliveryWorker(config, journal, feed)
-        vtiger = _optional("pinc.crm.vtiger")
-        if vtiger is not None and hasattr(vtiger, "VtigerWebservice"):
-            crm_lookup = vtiger.VtigerWebservice(config)
+        crm_lookup = VtigerWebservice(config)
 
     async with trio.open_nursery() as outer:
         # The journal stops last: shielded from the shutdown that stops the others, so
@@ -112,10 +104,8 @@ async def _start_services(
     crm_lookup: Any,
     task_status: Any,
 ) -> None:
-    from pinc.routing import Router
-
-    # imported by name while pinc/ami/client.py is being written (mypy sees Any)
-    AmiClient: Any = importlib.import_module("pinc.ami.client").AmiClient
+    slicer = TimeSlicer()  # bulk writers (websockets) give way to everything else
+    await nursery.start(slicer.run)
 
     client = AmiClient(config.ami)
     await nursery.start(client.run)
@@ -140,17 +130,10 @@ async def _start_services(
     )
     handle = ServeHandle(services, journal, feed, ingest, client)
 
-    from pinc.agi.server import AgiServer
-
     handle.agi_port = await nursery.start(AgiServer(config, router).run)
+    handle.web_port = await nursery.start(WebServer(services).run)
 
-    web = _optional("pinc.web.server")
-    if web is not None:
-        handle.web_port = await nursery.start(web.WebServer(services).run)
-    else:  # STUB until pinc/web/server.py lands: pinc runs without HTTP
-        log.warning("web server not available in this build; HTTP is off")
-
-    ami_status = client.status() if hasattr(client, "status") else {}
+    ami_status = client.status()
     log.info(
         "pinc ready: journal %s, AMI %s:%d (%s), AGI port %s, web port %s, CRM %s",
         journal.path,
@@ -161,11 +144,11 @@ async def _start_services(
         handle.web_port,
         config.crm.url or "off",
     )
-    # The ~70,000 objects of start-up (imports, the app) live as long as the process:
-    # moved out of the collector's sight, a full collection no longer walks them, which
-    # took websocket p99 from ~30 ms to ~10 ms (docs/performance.md).
-    gc.collect()
-    gc.freeze()
+    # Last: it freezes what start-up built, then keeps full collections short.
+    pacer = GcPacer()
+    await nursery.start(pacer.run)
+    handle.extras["gc"] = pacer
+    handle.extras["slicer"] = slicer
     task_status.started(handle)
 
 
@@ -202,9 +185,7 @@ def _check_listen(config: Config) -> None:
 def run_main(config: Config) -> int:
     """``pinc run``: serve until SIGTERM/SIGINT; 0 on a clean stop, 2 on a start-up error."""
     setup_logging(config)
-    pdeath = _optional("pinc.pdeathsig")
-    if pdeath is not None:
-        pdeath.die_with_parent_if_frozen()
+    die_with_parent_if_frozen()
     try:
         _check_listen(config)
         trio.run(_main, config)

@@ -63,12 +63,13 @@ class FeedSubscription:
 
     async def receive(self) -> CallChange | None:
         """The next change; None once the feed or this subscription is closed."""
-        while not self._queue:
+        if self._queue:
+            await trio.lowlevel.checkpoint()
+        while not self._queue:  # waiting is the checkpoint: one scheduler step, not two
             if self._closed:
                 return None
             self._wakeup = trio.Event()
             await self._wakeup.wait()
-        await trio.lowlevel.checkpoint()
         return self._queue.popleft()
 
     def receive_nowait(self) -> CallChange | None:

@@ -13,7 +13,6 @@ began before a restart and ends after it stays one call. After every AMI login,
 
 from __future__ import annotations
 
-import importlib
 import logging
 import time
 from collections.abc import Sequence
@@ -24,6 +23,7 @@ import trio
 from pinc import metrics
 from pinc.ami.protocol import Message
 from pinc.calls.model import CallChange
+from pinc.calls.tracker import Tracker
 from pinc.config import Config
 from pinc.journal import queries
 from pinc.journal.store import Journal
@@ -31,7 +31,7 @@ from pinc.services import AmiActions
 
 log = logging.getLogger(__name__)
 
-DRAIN_MAX = 256  # events handled per wake-up without yielding to the scheduler
+DRAIN_MAX = 64  # events handled per wake-up without yielding to the scheduler
 EXPIRE_EVERY = 1.0
 
 
@@ -54,6 +54,10 @@ class TrackerLike(Protocol):
 
     def live_calls(self) -> list[Any]: ...
 
+    def live_count(self) -> int: ...
+
+    def call_of_extension(self, ext: str) -> str | None: ...
+
     def channels_of(self, call_id: str) -> list[dict[str, str]]: ...
 
 
@@ -65,8 +69,7 @@ class AmiSource(AmiActions, Protocol):
 
 
 def make_tracker(config: Config) -> TrackerLike:
-    tracker: TrackerLike = importlib.import_module("pinc.calls.tracker").Tracker(config.pbx)
-    return tracker
+    return Tracker(config.pbx)
 
 
 class Ingest:
@@ -105,6 +108,12 @@ class Ingest:
         return [
             c.to_dict() if hasattr(c, "to_dict") else dict(c) for c in self.tracker.live_calls()
         ]
+
+    def live_count(self) -> int:
+        return self.tracker.live_count()
+
+    def call_of_extension(self, ext: str) -> str | None:
+        return self.tracker.call_of_extension(ext)
 
     def channels_of(self, call_id: str) -> list[dict[str, str]]:
         return self.tracker.channels_of(call_id)
@@ -236,7 +245,7 @@ class Ingest:
             await trio.sleep(EXPIRE_EVERY)
             try:
                 changes = self.tracker.expire(time.time())
-                metrics.LIVE_CALLS.set(len(self.tracker.live_calls()))
+                metrics.LIVE_CALLS.set(self.tracker.live_count())
             except Exception:
                 log.exception("ingest: the tracker failed to expire calls")
                 continue

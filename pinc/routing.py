@@ -8,7 +8,6 @@ next call from that number is answered at once.
 
 from __future__ import annotations
 
-import importlib
 import logging
 import re
 import sqlite3
@@ -22,6 +21,7 @@ import trio
 from pinc import metrics
 from pinc.calls.model import iso
 from pinc.config import Config, RoutingConfig
+from pinc.journal import queries
 from pinc.services import JournalAccess, Responsible
 
 log = logging.getLogger(__name__)
@@ -99,13 +99,7 @@ class _Lookup:
 
 
 def _default_last_talker() -> LastTalker | None:
-    # Imported late: the journal package may be absent from a trimmed build.
-    try:
-        queries = importlib.import_module("pinc.journal.queries")
-    except ImportError:
-        return None
-    fn: LastTalker | None = getattr(queries, "last_talker", None)
-    return fn
+    return queries.last_talker
 
 
 _LOOKUP_COUNTERS: dict[str, Any] = {}

@@ -101,6 +101,14 @@ class Ingest(Protocol):
 
     def live_calls(self) -> list[dict[str, Any]]: ...
 
+    def live_count(self) -> int:
+        """len(live_calls()) without building them: /ping and /metrics ask it often."""
+        ...
+
+    def call_of_extension(self, ext: str) -> str | None:
+        """The live call in which the employee on ``ext`` has a channel up, if any."""
+        ...
+
     def channels_of(self, call_id: str) -> list[dict[str, str]]:
         """Live channels of a call: [{"channel", "uniqueid", "ext", "role"}]."""
         ...

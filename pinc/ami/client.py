@@ -39,6 +39,7 @@ from pinc.ami.protocol import (
 )
 from pinc.config import AmiConfig, Config
 from pinc.services import ActionResult
+from pinc.timeslice import give_way
 
 log = logging.getLogger(__name__)
 
@@ -518,6 +519,12 @@ class AmiClient:
                     log.debug("AMI message neither event nor response at byte %d", msg.offset)
             if count:
                 metrics.AMI_EVENTS.inc(count)
+            # Flat out (a backlog after a reconnect, a soak), reading is bulk work: it
+            # waits for room in a scheduler batch, so a /ping or an AGI answer is not
+            # held behind it (pinc/timeslice.py); free when the loop is not busy. The
+            # reader, not the ingest, gives way: the backlog then waits in the socket,
+            # not as parsed events in memory (up to ami.queue_size of them).
+            await give_way()
             try:
                 alive = await link.receive(idle)
             except trio.TooSlowError:

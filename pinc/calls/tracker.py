@@ -273,6 +273,12 @@ class Tracker:
             live.call for live in self._unique_live() if live.announced and live.closing_seq is None
         ]
 
+    def live_count(self) -> int:
+        """How many calls ``live_calls`` would list, without building the list."""
+        return sum(
+            1 for live in self._unique_live() if live.announced and live.closing_seq is None
+        )
+
     def _live_by_id(self, call_id: str) -> _Live | None:
         for live in self._unique_live():
             if live.call.id == call_id:
@@ -293,6 +299,18 @@ class Tracker:
             for c in live.chans.values()
             if not c.hung
         ]
+
+    def call_of_extension(self, ext: str) -> str | None:
+        """The live call in which the employee on ``ext`` has a channel up, if any."""
+        for live in self._unique_live():
+            if not live.announced or live.closing_seq is not None:
+                continue
+            for c in live.chans.values():
+                if c.hung or c.role != "employee":
+                    continue
+                if (c.ext or live.call.from_number or "") == ext:
+                    return live.call.id
+        return None
 
     def statistics(self) -> dict[str, Any]:
         lives = self._unique_live()

@@ -41,7 +41,7 @@ async def ping() -> Response:
     journal = _safe_status(s.journal.status)
     crm = _safe_status(s.crm.status)
     try:
-        live = len(s.ingest.live_calls())
+        live = s.ingest.live_count()
     except Exception:
         live = None
     started = s.started_at or st.started
@@ -71,7 +71,7 @@ def _refresh_gauges() -> None:
     if isinstance(crm.get("oldest_age"), (int, float)):
         metrics.OUTBOX_OLDEST_AGE.set(crm["oldest_age"])
     try:
-        metrics.LIVE_CALLS.set(len(s.ingest.live_calls()))
+        metrics.LIVE_CALLS.set(s.ingest.live_count())
     except Exception as exc:
         log.debug("live calls unavailable for /metrics: %s", exc)
 

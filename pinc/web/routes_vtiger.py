@@ -144,11 +144,8 @@ async def transfer() -> Response:
 
 
 def find_live_call_of(services: Any, ext: str) -> str | None:
-    for call in services.ingest.live_calls():
-        for ch in services.ingest.channels_of(call["id"]):
-            if ch.get("ext") == ext and ch.get("role") == "employee":
-                return str(call["id"])
-    return None
+    found = services.ingest.call_of_extension(ext)
+    return None if found is None else str(found)
 
 
 async def do_transfer(call_id: str, *, to: str, mode: str, from_ext: str | None = None) -> None:

@@ -34,11 +34,14 @@ from hypercorn.utils import wrap_app
 
 from pinc.config import parse_listen
 from pinc.services import Services
+from pinc.timeslice import give_way
 from pinc.web.app import create_app
 
 log = logging.getLogger(__name__)
 
-WRITE_TIMEOUT = 10.0  # one write (up to 64 KiB) to a client must finish within this
+WRITE_TIMEOUT = 10.0  # one write to a client must finish within this
+SMALL_WRITE = 16 * 1024
+WRITE_SLICE = 64 * 1024
 KEEP_ALIVE = 5.0
 BACKLOG = 4096
 _SLASHES = re.compile(r"^/{2,}")
@@ -56,7 +59,18 @@ class _DeadlineStream(trio.abc.HalfCloseableStream):
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
         with trio.move_on_after(self.write_timeout):
-            await self.inner.send_all(data)
+            # A big write (a snapshot, batched frames, a recording) goes in slices, each
+            # giving way to the rest of the loop when its batch is spent
+            # (pinc/timeslice.py): a send(2) of a megabyte to a loopback peer is
+            # milliseconds of CPU. A small one (an HTTP answer, a few frames) goes at
+            # once: were it to wait too, a /ping could wait behind 200 busy websockets.
+            if len(data) <= SMALL_WRITE:
+                await self.inner.send_all(data)
+                return
+            with memoryview(data) as view:
+                for start in range(0, len(view), WRITE_SLICE):
+                    await give_way()
+                    await self.inner.send_all(view[start : start + WRITE_SLICE])
             return
         log.info("client stopped reading for %.0f s: connection dropped", self.write_timeout)
         await trio.aclose_forcefully(self.inner)

@@ -28,6 +28,7 @@ from wsproto.utilities import LocalProtocolError
 from pinc import metrics
 from pinc.calls.model import CallChange
 from pinc.journal import queries
+from pinc.timeslice import give_way
 from pinc.web import actions, validate
 from pinc.web.app import state
 from pinc.web.auth import has_token, refused
@@ -114,6 +115,7 @@ async def feed() -> Response | None:
         if ext is not None:
             mine = [c for c in calls if actions.involves(c, ext)]
             text = _dumps({"type": "snapshot", "calls": mine})
+        await give_way()
         await websocket.send(text)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_answer_pings)
@@ -135,6 +137,11 @@ async def _forward(sub: Any, ext: str | None) -> None:
             change = await anext(changes)
         except StopAsyncIteration:
             break
+        # When the loop is busy, wait for a young scheduler batch before doing any work
+        # (pinc/timeslice.py): 200 clients woken by one change would otherwise all
+        # write in one batch while a /ping waits. Changes queue meanwhile and go
+        # out together.
+        await give_way()
         # Take every change already queued: they go out in one write (see _frame_writer).
         texts: list[str] = []
         size = 0
@@ -158,8 +165,10 @@ async def _forward(sub: Any, ext: str | None) -> None:
     await websocket.close(CLOSE_SHUTDOWN, "pinc is shutting down")
 
 
-BATCH_MAX = 256  # changes written to one client at once, at most
-BATCH_BYTES = 256 * 1024
+# Changes written to one client at once, at most: enough to catch up quickly, small
+# enough that encoding them is one short scheduler step (pinc/timeslice.py).
+BATCH_MAX = 64
+BATCH_BYTES = 64 * 1024
 
 
 def _frame_writer() -> Callable[[list[str]], Awaitable[bool]] | None:

@@ -54,10 +54,15 @@ def test_resync_ends_calls_whose_channels_are_gone(config: Config) -> None:
     assert len(live) == 1
     roles = {c["role"] for c in tracker.channels_of(live[0].id)}
     assert "customer" in roles and "employee" in roles
+    assert tracker.live_count() == 1
+    employee = next(c for c in tracker.channels_of(live[0].id) if c["role"] == "employee")
+    assert tracker.call_of_extension(employee["ext"]) == live[0].id
+    assert tracker.call_of_extension("999") is None
     out = tracker.resync([], at=1795480999.0)
     assert [c.kind for c in out] == ["call.ended"]
     assert out[0].call["end_reason"] == DISCONNECTED_REASON
-    assert tracker.live_calls() == []
+    assert tracker.live_calls() == [] and tracker.live_count() == 0
+    assert tracker.call_of_extension(employee["ext"]) is None
 
 
 def test_resync_keeps_calls_still_up(config: Config) -> None:

@@ -121,5 +121,11 @@ class StandInTracker:
     def live_calls(self) -> list[Call]:
         return list(self.calls.values())
 
+    def live_count(self) -> int:
+        return len(self.calls)
+
+    def call_of_extension(self, ext: str) -> str | None:
+        return None
+
     def channels_of(self, call_id: str) -> list[dict[str, str]]:
         return []

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import stat
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from pinc.calls.model import CallChange
 from pinc.config import Config
 from pinc.feed import FeedHub
 from pinc.journal import queries
-from pinc.journal.store import Journal, JournalError
+from pinc.journal.store import LATENCY_WINDOW, Journal, JournalError
 
 from .conftest import call, change, lifecycle, make_config
 
@@ -73,6 +74,27 @@ async def test_publishes_only_what_is_committed(config: Config, db_path: Path) -
     assert [c.kind for c in seen] == ["call.started", "call.ringing", "call.answered", "call.ended"]
     assert final is not None and final["status"] == "completed" and final["talk"] == 7
     assert final["legs"][0]["result"] == "answered"
+
+
+async def test_status_is_cheap_and_the_latency_window_is_bounded(
+    config: Config, db_path: Path
+) -> None:
+    # /ping calls status() on every request: with 200,000 latencies kept and sorted
+    # there, each /ping cost 20-30 ms and 6 MB stayed in memory (docs/performance.md).
+    feed = FeedHub()
+    journal = Journal(config, feed)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(journal.run)
+        await journal.submit(lifecycle(1), arrived_at=time.time())
+        with trio.fail_after(10):
+            while not journal.latencies:  # noqa: ASYNC110 (no event for a commit here)
+                await trio.sleep(0.01)
+        nursery.cancel_scope.cancel()
+    percentiles = journal.latency_percentiles()
+    assert percentiles["latency_ms_p50"] is not None and percentiles["latency_ms_p99"] is not None
+    assert not any(key.startswith("latency") for key in journal.status())
+    journal.latencies.extend([0.001] * (LATENCY_WINDOW + 5_000))
+    assert len(journal.latencies) == LATENCY_WINDOW
 
 
 async def test_batches_close_at_batch_max(db_path: Path) -> None:

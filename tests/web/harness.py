@@ -77,6 +77,16 @@ class FakeIngest:
     def live_calls(self) -> list[dict[str, Any]]:
         return list(self.live)
 
+    def live_count(self) -> int:
+        return len(self.live)
+
+    def call_of_extension(self, ext: str) -> str | None:
+        for call in self.live:
+            for ch in self.channels.get(call["id"], []):
+                if ch.get("ext") == ext and ch.get("role") == "employee":
+                    return str(call["id"])
+        return None
+
     def channels_of(self, call_id: str) -> list[dict[str, str]]:
         return list(self.channels.get(call_id, []))
 

@@ -6,12 +6,13 @@ from __future__ import annotations
 import base64
 import os
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 import trio
 
-from tests.web.harness import TOKEN, Env, start_env
+from tests.web.harness import TOKEN, Env, call_dict, start_env
 
 
 async def _read_to_eof(stream: trio.SocketStream) -> bytes:
@@ -165,3 +166,19 @@ async def test_dashboard_token_cookie_flow(env: Env) -> None:
         assert r.status_code == 303
         r = await other.post("/login", data={"token": "nope"})
         assert r.status_code == 401
+
+
+async def test_ping_counts_live_calls_without_building_them(env: Env) -> None:
+    # With 2,000 live calls, building each one's dict made every /ping 25-90 ms of
+    # stopped loop (docs/performance.md, fix 6): /ping and /metrics must only count.
+    env.ingest.live = [call_dict(f"c{n:05d}") for n in range(3)]
+
+    def refuse() -> list[dict[str, Any]]:
+        raise AssertionError("/ping must not build the live calls")
+
+    env.ingest.live_calls = refuse  # type: ignore[method-assign]
+    async with httpx.AsyncClient(base_url=env.base) as client:
+        r = await client.get("/ping")
+        metrics_text = (await client.get("/metrics")).text
+    assert r.status_code == 200 and r.json()["live_calls"] == 3
+    assert "pinc_live_calls 3.0" in metrics_text

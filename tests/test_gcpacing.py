@@ -1,0 +1,70 @@
+"""pinc.gcpacing: survivors of full collections are frozen, cycles are still reclaimed."""
+
+from __future__ import annotations
+
+import gc
+import weakref
+from typing import Any
+
+import trio
+
+from pinc.gcpacing import GcPacer, full_collections
+
+
+class _Node:
+    def __init__(self) -> None:
+        self.other: Any = None
+
+
+def _cycle() -> weakref.ref[_Node]:
+    a, b = _Node(), _Node()
+    a.other, b.other = b, a
+    return weakref.ref(a)
+
+
+async def test_survivors_of_a_full_collection_are_frozen_then_handed_back() -> None:
+    pacer = GcPacer(poll=0.01, full_every=3600)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(pacer.run)
+        assert gc.get_freeze_count() > 0  # start-up objects
+        kept = [_Node() for _ in range(1000)]
+        before = gc.get_freeze_count()
+        seen = full_collections()
+        gc.collect()
+        assert full_collections() > seen
+        with trio.fail_after(5):
+            while pacer.freezes == 0:  # noqa: ASYNC110 (polled, like the pacer)
+                await trio.sleep(0.01)
+        assert gc.get_freeze_count() >= before + len(kept)
+        nursery.cancel_scope.cancel()
+    assert gc.get_freeze_count() == 0  # everything back in the collector's sight
+
+
+async def test_a_cycle_frozen_with_the_survivors_is_reclaimed_by_the_full_pass() -> None:
+    pacer = GcPacer(poll=3600, full_every=3600)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(pacer.run)
+        a, b = _Node(), _Node()
+        a.other, b.other = b, a
+        ref = weakref.ref(a)
+        gc.freeze()  # what the pacer does after a full collection
+        del a, b
+        gc.collect()
+        assert ref() is not None  # frozen: ordinary collections do not see it
+        found = pacer.full_pass()
+        assert ref() is None and found >= 2
+        assert pacer.statistics()["full_passes"] == 1
+        nursery.cancel_scope.cancel()
+
+
+async def test_the_periodic_full_pass_runs_on_its_own() -> None:
+    pacer = GcPacer(poll=0.01, full_every=0.05)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(pacer.run)
+        ref = _cycle()
+        gc.freeze()
+        with trio.fail_after(5):
+            while ref() is not None:  # noqa: ASYNC110 (a weakref has no event)
+                await trio.sleep(0.01)
+        assert pacer.full_passes >= 1
+        nursery.cancel_scope.cancel()
