@@ -104,8 +104,8 @@ async def _start_services(
     crm_lookup: Any,
     task_status: Any,
 ) -> None:
-    slicer = TimeSlicer()  # bulk writers (websockets) give way to everything else
-    await nursery.start(slicer.run)
+    # bulk writers (websockets) give way to everything else
+    await nursery.start(TimeSlicer().run)
 
     client = AmiClient(config.ami)
     await nursery.start(client.run)
@@ -145,10 +145,7 @@ async def _start_services(
         config.crm.url or "off",
     )
     # Last: it freezes what start-up built, then keeps full collections short.
-    pacer = GcPacer()
-    await nursery.start(pacer.run)
-    handle.extras["gc"] = pacer
-    handle.extras["slicer"] = slicer
+    await nursery.start(GcPacer().run)
     task_status.started(handle)
 
 

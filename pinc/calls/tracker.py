@@ -19,7 +19,7 @@ then ``call.ended`` is emitted and the call leaves the tracker's state.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -268,16 +268,16 @@ class Tracker:
             if not call.linkedids:
                 call.linkedids.append(linkedid)
 
+    def _open_lives(self) -> Iterator[_Live]:
+        """Calls announced and not yet hung up: what ``live_calls`` lists."""
+        return (live for live in self._unique_live() if live.announced and live.closing_seq is None)
+
     def live_calls(self) -> list[Call]:
-        return [
-            live.call for live in self._unique_live() if live.announced and live.closing_seq is None
-        ]
+        return [live.call for live in self._open_lives()]
 
     def live_count(self) -> int:
         """How many calls ``live_calls`` would list, without building the list."""
-        return sum(
-            1 for live in self._unique_live() if live.announced and live.closing_seq is None
-        )
+        return sum(1 for _ in self._open_lives())
 
     def _live_by_id(self, call_id: str) -> _Live | None:
         for live in self._unique_live():
@@ -293,7 +293,7 @@ class Tracker:
             {
                 "channel": c.name,
                 "uniqueid": c.uid,
-                "ext": c.ext or (live.call.from_number if c.role == "employee" else "") or "",
+                "ext": _chan_ext(live, c),
                 "role": c.role,
             }
             for c in live.chans.values()
@@ -302,13 +302,9 @@ class Tracker:
 
     def call_of_extension(self, ext: str) -> str | None:
         """The live call in which the employee on ``ext`` has a channel up, if any."""
-        for live in self._unique_live():
-            if not live.announced or live.closing_seq is not None:
-                continue
+        for live in self._open_lives():
             for c in live.chans.values():
-                if c.hung or c.role != "employee":
-                    continue
-                if (c.ext or live.call.from_number or "") == ext:
+                if not c.hung and c.role == "employee" and _chan_ext(live, c) == ext:
                     return live.call.id
         return None
 
@@ -1118,6 +1114,11 @@ class Tracker:
         for live in self._closing.values():
             seen.setdefault(id(live), live)
         return list(seen.values())
+
+
+def _chan_ext(live: _Live, c: _Chan) -> str:
+    """A channel's extension; an employee's channel without one is the caller's phone."""
+    return c.ext or (live.call.from_number if c.role == "employee" else "") or ""
 
 
 def _near(t: float | None, now: float, window: float = 300.0) -> float | None:

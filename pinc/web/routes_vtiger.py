@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 from functools import partial
-from typing import Any
 
 import trio
 from quart import Blueprint, Response, request
@@ -132,7 +131,7 @@ async def transfer() -> Response:
         return text("Error", 400)
     if call_id is None:
         assert ext is not None
-        found = find_live_call_of(st.services, ext)
+        found = st.services.ingest.call_of_extension(ext)
         if found is None:
             return text("Error: no live call", 404)
         call_id = found
@@ -141,11 +140,6 @@ async def transfer() -> Response:
     except actions.TransferError as exc:
         return text(f"Error: {exc.message}", exc.status)
     return text("Success")
-
-
-def find_live_call_of(services: Any, ext: str) -> str | None:
-    found = services.ingest.call_of_extension(ext)
-    return None if found is None else str(found)
 
 
 async def do_transfer(call_id: str, *, to: str, mode: str, from_ext: str | None = None) -> None:

@@ -115,8 +115,7 @@ async def feed() -> Response | None:
         if ext is not None:
             mine = [c for c in calls if actions.involves(c, ext)]
             text = _dumps({"type": "snapshot", "calls": mine})
-        await give_way()
-        await websocket.send(text)
+        await websocket.send(text)  # a big snapshot gives way per slice (server.py)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_answer_pings)
             await _forward(sub, ext)
