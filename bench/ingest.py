@@ -29,11 +29,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from pinc.ami.simserver import AmiSimServer, load_transcript, rewrite_ids  # noqa: E402
 from pinc.config import Config, replace  # noqa: E402
 from pinc.feed import FeedHub  # noqa: E402
 from pinc.ingest import Ingest  # noqa: E402
 from pinc.journal.store import Journal  # noqa: E402
+from pinc.sim.amiserver import AmiSimServer  # noqa: E402
+from pinc.sim.transcripts import load_transcript, rewrite_ids  # noqa: E402
 
 FIXTURE = ROOT / "tests" / "fixtures" / "asterisk-local" / "concurrent_load.ami"
 

@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from pinc.ami.protocol import NEED_DATA, AMIConnection, Message, encode_headers  # noqa: E402
-from pinc.ami.simserver import load_transcript, rewrite_ids  # noqa: E402
+from pinc.sim.transcripts import load_transcript, rewrite_ids  # noqa: E402
 
 FIXTURES = ROOT / "tests" / "fixtures" / "asterisk-local"
 TOKEN = "soak-token-0123456789"

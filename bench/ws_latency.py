@@ -33,15 +33,16 @@ from trio_websocket import open_websocket_url
 
 from pinc.ami.client import AmiClient
 from pinc.ami.protocol import AMIConnection, Message
-from pinc.ami.simserver import AmiSimServer, load_transcript, rewrite_ids
 from pinc.calls.tracker import Tracker
 from pinc.config import load_config
 from pinc.feed import FeedHub
-from pinc.gcpacing import GcPacer
 from pinc.ingest import Ingest
 from pinc.journal.store import Journal
+from pinc.runtime.gcpacing import GcPacer
+from pinc.runtime.timeslice import TimeSlicer
 from pinc.services import Responsible, Services
-from pinc.timeslice import TimeSlicer
+from pinc.sim.amiserver import AmiSimServer
+from pinc.sim.transcripts import load_transcript, rewrite_ids
 from pinc.web.server import WebServer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -230,7 +231,7 @@ async def main(
                 "web": {"listen": "127.0.0.1:0", "token": TOKEN, "ws_queue": 4096},
             })
             triggers = trigger_map(stream, config)
-            if not bare:  # as pinc.app does: bulk writers give way (pinc/timeslice.py)
+            if not bare:  # as pinc.app does: bulk writers give way (pinc/runtime/timeslice.py)
                 await nursery.start(TimeSlicer().run)
             client = AmiClient(config.ami)
             await nursery.start(client.run)
@@ -282,7 +283,7 @@ async def main(
                     await ready.acquire()
 
             if not bare:
-                # As pinc.app does (pinc/gcpacing.py): start-up objects, then each full
+                # As pinc.app does (pinc/runtime/gcpacing.py): start-up objects, then each full
                 # collection's survivors, leave the collector's sight (25-50 ms pauses).
                 await nursery.start(GcPacer().run)
             await sim.stdin.send_all(b"go\n")

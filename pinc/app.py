@@ -24,14 +24,14 @@ from pinc.config import Config, ConfigError, parse_listen
 from pinc.crm.delivery import DeliveryWorker
 from pinc.crm.vtiger import VtigerWebservice, make_outbox_hook
 from pinc.feed import FeedHub
-from pinc.gcpacing import GcPacer
 from pinc.ingest import Ingest
 from pinc.journal.store import Journal, JournalError
-from pinc.logs import setup_logging
-from pinc.pdeathsig import die_with_parent_if_frozen
 from pinc.routing import Router
+from pinc.runtime.gcpacing import GcPacer
+from pinc.runtime.logs import setup_logging
+from pinc.runtime.pdeathsig import die_with_parent_if_frozen
+from pinc.runtime.timeslice import TimeSlicer
 from pinc.services import Services
-from pinc.timeslice import TimeSlicer
 from pinc.web.server import WebServer
 
 log = logging.getLogger("pinc.app")

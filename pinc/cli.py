@@ -183,7 +183,7 @@ def crm_lookup(config_path: str | None, number: str) -> None:
 )
 def demo(speed: float, port: int, db: str | None, max_calls: int) -> None:
     """Run pinc against its embedded simulated PBX and a built-in CRM sink."""
-    from pinc.demo import demo_main
+    from pinc.sim.demo import demo_main
 
     sys.exit(demo_main(speed=speed, port=port, db=db, max_calls=max_calls))
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import trio
 
-from pinc.ami.simserver import AmiSimServer, EventItem
+from pinc.sim.amiserver import AmiSimServer, EventItem
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

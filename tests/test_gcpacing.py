@@ -1,4 +1,4 @@
-"""pinc.gcpacing: survivors of full collections are frozen, cycles are still reclaimed."""
+"""pinc.runtime.gcpacing: survivors of full collections are frozen, cycles are still reclaimed."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 import trio
 
-from pinc.gcpacing import GcPacer, full_collections
+from pinc.runtime.gcpacing import GcPacer, full_collections
 
 
 class _Node:

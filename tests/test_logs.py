@@ -6,7 +6,7 @@ import io
 import logging
 
 from pinc.config import load_config
-from pinc.logs import setup_logging
+from pinc.runtime.logs import setup_logging
 
 
 def test_secret_filter_scrubs_messages_and_tracebacks() -> None:

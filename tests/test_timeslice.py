@@ -1,4 +1,4 @@
-"""pinc.timeslice: bulk work gives way, nobody starves, nothing deadlocks."""
+"""pinc.runtime.timeslice: bulk work gives way, nobody starves, nothing deadlocks."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections import Counter
 
 import trio
 
-from pinc.timeslice import TimeSlicer, give_way
+from pinc.runtime.timeslice import TimeSlicer, give_way
 
 UNIT = 0.0004  # seconds of CPU one bulk step burns
 BULK_TASKS = 40

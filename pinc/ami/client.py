@@ -38,8 +38,8 @@ from pinc.ami.protocol import (
     encode_action,
 )
 from pinc.config import AmiConfig, Config
+from pinc.runtime.timeslice import give_way
 from pinc.services import ActionResult
-from pinc.timeslice import give_way
 
 log = logging.getLogger(__name__)
 
@@ -521,7 +521,7 @@ class AmiClient:
                 metrics.AMI_EVENTS.inc(count)
             # Flat out (a backlog after a reconnect, a soak), reading is bulk work: it
             # waits for room in a scheduler batch, so a /ping or an AGI answer is not
-            # held behind it (pinc/timeslice.py); free when the loop is not busy. The
+            # held behind it (pinc/runtime/timeslice.py); free when the loop is not busy. The
             # reader, not the ingest, gives way: the backlog then waits in the socket,
             # not as parsed events in memory (up to ami.queue_size of them).
             await give_way()

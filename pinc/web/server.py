@@ -33,8 +33,8 @@ from hypercorn.trio.worker_context import WorkerContext
 from hypercorn.utils import wrap_app
 
 from pinc.config import parse_listen
+from pinc.runtime.timeslice import give_way
 from pinc.services import Services
-from pinc.timeslice import give_way
 from pinc.web.app import create_app
 
 log = logging.getLogger(__name__)
@@ -61,7 +61,7 @@ class _DeadlineStream(trio.abc.HalfCloseableStream):
         with trio.move_on_after(self.write_timeout):
             # A big write (a snapshot, batched frames, a recording) goes in slices, each
             # giving way to the rest of the loop when its batch is spent
-            # (pinc/timeslice.py): a send(2) of a megabyte to a loopback peer is
+            # (pinc/runtime/timeslice.py): a send(2) of a megabyte to a loopback peer is
             # milliseconds of CPU. A small one (an HTTP answer, a few frames) goes at
             # once: were it to wait too, a /ping could wait behind 200 busy websockets.
             if len(data) <= SMALL_WRITE:

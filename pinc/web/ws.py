@@ -28,7 +28,7 @@ from wsproto.utilities import LocalProtocolError
 from pinc import metrics
 from pinc.calls.model import CallChange
 from pinc.journal import queries
-from pinc.timeslice import give_way
+from pinc.runtime.timeslice import give_way
 from pinc.web import actions, validate
 from pinc.web.app import state
 from pinc.web.auth import has_token, refused
@@ -137,7 +137,7 @@ async def _forward(sub: Any, ext: str | None) -> None:
         except StopAsyncIteration:
             break
         # When the loop is busy, wait for a young scheduler batch before doing any work
-        # (pinc/timeslice.py): 200 clients woken by one change would otherwise all
+        # (pinc/runtime/timeslice.py): 200 clients woken by one change would otherwise all
         # write in one batch while a /ping waits. Changes queue meanwhile and go
         # out together.
         await give_way()
@@ -165,7 +165,7 @@ async def _forward(sub: Any, ext: str | None) -> None:
 
 
 # Changes written to one client at once, at most: enough to catch up quickly, small
-# enough that encoding them is one short scheduler step (pinc/timeslice.py).
+# enough that encoding them is one short scheduler step (pinc/runtime/timeslice.py).
 BATCH_MAX = 64
 BATCH_BYTES = 64 * 1024
 

@@ -21,8 +21,9 @@ from pinc.ami.client import (
     check_connection,
 )
 from pinc.ami.protocol import MAX_LINE, LocalProtocolError
-from pinc.ami.simserver import AmiSimServer, load_transcript
 from pinc.config import AmiConfig, Config
+from pinc.sim.amiserver import AmiSimServer
+from pinc.sim.transcripts import load_transcript
 
 StartServer = Callable[..., Awaitable[AmiSimServer]]
 SECRET = "pincsecret"

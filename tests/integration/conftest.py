@@ -24,7 +24,7 @@ SECRET = "pincsecret"
 @functools.cache
 def transcript(name: str) -> tuple[bytes, ...]:
     """A recorded transcript's events, loaded once per test session (loading is slow)."""
-    from pinc.ami.simserver import load_transcript
+    from pinc.sim.transcripts import load_transcript
 
     return tuple(load_transcript(FIXTURES / name))
 

@@ -31,7 +31,7 @@ from .conftest import (
 )
 
 pytest.importorskip("pinc.ami.client")
-from pinc.ami.simserver import AmiSimServer
+from pinc.sim.amiserver import AmiSimServer
 
 LOAD = FIXTURES / "concurrent_load.ami"
 

@@ -16,8 +16,9 @@ from typing import Any
 
 import trio
 
-from pinc.ami.simserver import AmiSimServer, load_transcript
 from pinc.config import Config, load_config
+from pinc.sim.amiserver import AmiSimServer
+from pinc.sim.transcripts import load_transcript
 from tests.crm.fakevtiger import FakeVtiger
 from tests.crm.test_replay import vtiger_row_for
 

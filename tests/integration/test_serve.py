@@ -10,8 +10,9 @@ import trio
 from pinc.config import Config, replace
 
 pytest.importorskip("pinc.ami.client")
-from pinc.ami.simserver import AmiSimServer, load_transcript
 from pinc.app import serve
+from pinc.sim.amiserver import AmiSimServer
+from pinc.sim.transcripts import load_transcript
 
 from .conftest import FIXTURES, SECRET, TOKEN
 

@@ -7,7 +7,7 @@ import re
 import wave
 from pathlib import Path
 
-from pinc.demo import DATA_DIR, freshen, load_scenarios, recording_names, write_tone
+from pinc.sim.scenarios import DATA_DIR, freshen, load_scenarios, recording_names, write_tone
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures"
@@ -66,8 +66,8 @@ async def test_an_endless_demo_forgets_what_was_replayed() -> None:
     """The simulator keeps its replay log; the demo trims what every client already got."""
     import trio
 
-    from pinc.ami.simserver import AmiSimServer
-    from pinc.demo import _trim_replayed
+    from pinc.sim.amiserver import AmiSimServer
+    from pinc.sim.player import _trim_replayed
 
     scenario = next(s for s in load_scenarios() if s.name == "inbound_answered")
     sim = AmiSimServer()

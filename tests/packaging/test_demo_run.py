@@ -16,7 +16,7 @@ import httpx
 import trio
 from trio_websocket import open_websocket_url
 
-from pinc.demo import DemoHandle, DemoOptions, run_demo
+from pinc.sim.demo import DemoHandle, DemoOptions, run_demo
 
 ROOT = Path(__file__).resolve().parents[2]
 

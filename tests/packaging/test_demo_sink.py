@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import trio
 
-from pinc.demo_sink import CALLBACK_PATH, CrmSink
+from pinc.sim.fakevtiger import CALLBACK_PATH, CrmSink
 
 SECRET = "demo-secret"
 

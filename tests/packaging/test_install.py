@@ -100,4 +100,4 @@ def test_spec_bundles_the_data_and_excludes_test_tools() -> None:
     for name in ("pytest", "_pytest", "py", "pytest_trio", "hypothesis", "pygments", "tkinter"):
         assert f'"{name}"' in spec
     assert '("pinc/web/static", "pinc/web/static")' in spec
-    assert '("pinc/demo_data", "pinc/demo_data")' in spec
+    assert '("pinc/sim/data", "pinc/sim/data")' in spec

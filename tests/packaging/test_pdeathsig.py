@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from pinc.pdeathsig import die_with_parent_if_frozen, is_frozen
+from pinc.runtime.pdeathsig import die_with_parent_if_frozen, is_frozen
 
 GRANDCHILD = """
 import signal, sys, time
-from pinc.pdeathsig import set_parent_death_signal
+from pinc.runtime.pdeathsig import set_parent_death_signal
 assert set_parent_death_signal(signal.SIGTERM)
 print("armed", flush=True)
 time.sleep(60)

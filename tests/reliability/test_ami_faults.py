@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 import trio
 
-from pinc.ami.simserver import AmiSimServer, load_transcript, rewrite_ids
+from pinc.sim.amiserver import AmiSimServer
+from pinc.sim.transcripts import load_transcript, rewrite_ids
 from tests.reliability.conftest import add, record
 from tests.reliability.stack import (
     AMI_SECRET,

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import trio
 
-from pinc.ami.simserver import AmiSimServer, rewrite_ids
+from pinc.sim.amiserver import AmiSimServer
+from pinc.sim.transcripts import rewrite_ids
 from tests.crm.fakevtiger import FakeVtiger
 from tests.integration.conftest import FIXTURES, PincProcess, transcript
 from tests.reliability.conftest import add, record

@@ -22,9 +22,10 @@ import httpx
 import pytest
 import trio
 
-from pinc.ami.simserver import AmiSimServer, load_transcript
 from pinc.config import AgiConfig, Config, WebConfig
-from pinc.logs import setup_logging
+from pinc.runtime.logs import setup_logging
+from pinc.sim.amiserver import AmiSimServer
+from pinc.sim.transcripts import load_transcript
 from tests.agi.conftest import agi_client, environment
 from tests.crm.fakevtiger import FakeVtiger, lab_users
 from tests.reliability.conftest import add

@@ -294,7 +294,7 @@ FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 
 
 def transcript(name: str) -> list[bytes]:
-    from pinc.ami.simserver import load_transcript
+    from pinc.sim.transcripts import load_transcript
 
     sub = "asterisk-pjsip" if name.startswith("pjsip_") else "asterisk-local"
     return load_transcript(FIXTURES / sub / f"{name}.ami")

@@ -75,11 +75,11 @@ async def test_makecall_originate_bytes_reach_fake_asterisk(
     nursery: trio.Nursery, tmp_path: Path
 ) -> None:
     from pinc.ami.client import AmiClient
-    from pinc.ami.simserver import AmiSimServer
     from pinc.feed import FeedHub
     from pinc.ingest import Ingest
     from pinc.journal.store import Journal
     from pinc.services import Services
+    from pinc.sim.amiserver import AmiSimServer
     from pinc.web.server import WebServer
     from tests.web.harness import FakeCrm, FakeRouter
 

@@ -272,7 +272,7 @@ class CrmSink:
         config = HyperConfig()
         config.bind = [f"{host}:{port}"]
         config.accesslog = None
-        config.errorlog = logging.getLogger("pinc.demo_sink.hypercorn")
+        config.errorlog = logging.getLogger("pinc.sim.fakevtiger.hypercorn")
         config.graceful_timeout = 1.0
         async with trio.open_nursery() as nursery:
             binds = await nursery.start(serve, self, config)

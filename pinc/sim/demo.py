@@ -1,32 +1,25 @@
 """`pinc demo`: the whole product with nothing else installed.
 
-An embedded fake Asterisk (:class:`pinc.ami.simserver.AmiSimServer` on 127.0.0.1) plays
-the recorded scenarios in ``pinc/demo_data`` over and over as fresh calls (fresh ids,
+An embedded fake Asterisk (:class:`pinc.sim.amiserver.AmiSimServer` on 127.0.0.1) plays
+the recorded scenarios in ``pinc/sim/data`` over and over as fresh calls (fresh ids,
 channel names and bridges), each paced over its real duration divided by ``--speed``,
 a few at a time. The real application (:func:`pinc.app.serve`: journal, AMI client,
 ingest, CRM delivery, AGI, web) runs against it, with a built-in fake vtiger
-(:mod:`pinc.demo_sink`) as its CRM. The dashboard URL, with its token, is printed.
+(:mod:`pinc.sim.fakevtiger`) as its CRM. The dashboard URL, with its token, is printed.
 """
 
 from __future__ import annotations
 
 import errno
-import itertools
-import json
 import logging
-import math
 import random
-import re
 import secrets
 import signal
 import socket
-import struct
 import sys
 import tempfile
 import time
-import uuid
-import wave
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -34,31 +27,14 @@ from typing import Any, TextIO
 import trio
 
 from pinc.config import Config, replace
-from pinc.demo_sink import CrmSink
-from pinc.pdeathsig import die_with_parent_if_frozen
+from pinc.runtime.pdeathsig import die_with_parent_if_frozen
+from pinc.sim.fakevtiger import CrmSink
+from pinc.sim.player import Player
+from pinc.sim.scenarios import load_scenarios
 
 log = logging.getLogger(__name__)
 
-DATA_DIR = Path(__file__).resolve().parent / "demo_data"
 CONCURRENCY = 3  # calls played at the same time
-PAUSE_SECONDS = (1.0, 4.0)  # between two calls of one line, before --speed
-MAX_RECORDINGS = 100  # fake recording files kept in the demo's recordings directory
-# Noise that a real AMI session shows once per login, not once per call.
-_SKIP_PRIVILEGES = (b"Privilege: security,", b"Privilege: system,")
-_BRIDGE_ID = re.compile(
-    rb"(?<=BridgeUniqueid: )([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})"
-)
-_RECORDING = re.compile(
-    rb"^(?:Value|RecordingFile|UserField): (?:.*/)?([\w.+-]+\.(?:wav|WAV|gsm|mp3|ogg))\r?$", re.M
-)
-
-
-@dataclass(frozen=True)
-class Scenario:
-    name: str
-    seconds: float
-    events: tuple[bytes, ...]
-    doc: str = ""
 
 
 @dataclass
@@ -87,155 +63,6 @@ class DemoHandle:
     config: Config
     workdir: Path
     stats: dict[str, int] = field(default_factory=dict)
-
-
-def load_scenarios(data_dir: Path = DATA_DIR) -> list[Scenario]:
-    """The recorded scenarios the demo plays, with their real durations."""
-    from pinc.ami.simserver import load_transcript
-
-    meta = json.loads((data_dir / "scenarios.json").read_text(encoding="utf-8"))
-    out = []
-    for name, info in sorted(meta.items()):
-        events = tuple(
-            ev
-            for ev in load_transcript(data_dir / info["transcript"])
-            if not any(p in ev[:200] for p in _SKIP_PRIVILEGES)
-        )
-        out.append(Scenario(name, float(info["seconds"]), events, info.get("doc", "")))
-    return out
-
-
-def freshen(scenario: Scenario, index: int, *, now: float | None = None) -> list[bytes]:
-    """The scenario's events as a new call: ids, channel names and bridges all fresh."""
-    from pinc.ami.simserver import rewrite_ids
-
-    epoch = int(time.time() if now is None else now)
-    # Room for 10,000 channels per call: sequence numbers never meet another call's.
-    events = rewrite_ids(list(scenario.events), epoch=epoch, seq_offset=(index + 1) * 10_000)
-    bridges: dict[bytes, bytes] = {}
-
-    def bridge(m: re.Match[bytes]) -> bytes:
-        old = m.group(1)
-        if old not in bridges:
-            bridges[old] = str(uuid.uuid4()).encode()
-        return bridges[old]
-
-    return [_BRIDGE_ID.sub(bridge, ev) for ev in events]
-
-
-def recording_names(events: list[bytes]) -> set[str]:
-    """Recording file names the events mention (MIXMONITOR_FILENAME, CDR fields)."""
-    names = set()
-    for ev in events:
-        for m in _RECORDING.finditer(ev):
-            names.add(m.group(1).decode("ascii", "replace"))
-    return names
-
-
-def write_tone(path: Path, seconds: float = 2.0, freq: float = 440.0) -> None:
-    """A short 8 kHz tone, so the dashboard's recording links play something."""
-    rate = 8000
-    frames = b"".join(
-        struct.pack("<h", int(6000 * math.sin(2 * math.pi * freq * i / rate)))
-        for i in range(int(rate * seconds))
-    )
-    with wave.open(str(path), "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(rate)
-        out.writeframes(frames)
-
-
-class Player:
-    """Plays scenarios into the simulated PBX, ``concurrency`` calls at a time."""
-
-    def __init__(
-        self,
-        sim: Any,
-        scenarios: list[Scenario],
-        *,
-        speed: float,
-        max_calls: int,
-        concurrency: int,
-        recordings: Path,
-        rng: random.Random,
-    ) -> None:
-        self.sim = sim
-        self.scenarios = scenarios
-        self.speed = max(speed, 0.01)
-        self.max_calls = max_calls
-        self.concurrency = max(1, concurrency)
-        self.recordings = recordings
-        self.rng = rng
-        self.started = 0
-        self.finished = 0
-        self._order = self._cycle()
-        self._recording_files: list[Path] = []
-
-    def _cycle(self) -> Iterator[Scenario]:
-        """Every scenario once in a shuffled round, round after round."""
-        for _ in itertools.count():
-            batch = list(self.scenarios)
-            self.rng.shuffle(batch)
-            yield from batch
-
-    def _claim(self) -> tuple[int, Scenario] | None:
-        if self.max_calls and self.started >= self.max_calls:
-            return None
-        index = self.started
-        self.started += 1
-        return index, next(self._order)
-
-    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
-        """Play until ``max_calls`` scenarios were fed (forever when 0)."""
-        task_status.started()
-        async with trio.open_nursery() as nursery:
-            for line in range(self.concurrency):
-                nursery.start_soon(self._line, line)
-
-    async def _line(self, line: int) -> None:
-        await trio.sleep(line * self.rng.uniform(*PAUSE_SECONDS) / self.speed)
-        while (claimed := self._claim()) is not None:
-            index, scenario = claimed
-            await self._play(index, scenario)
-            self.finished += 1
-            await trio.sleep(self.rng.uniform(*PAUSE_SECONDS) / self.speed)
-
-    async def _play(self, index: int, scenario: Scenario) -> None:
-        events = freshen(scenario, index)
-        self._make_recordings(events)
-        log.debug("demo: playing %s as call #%d", scenario.name, index)
-        gap = scenario.seconds / self.speed / max(len(events), 1)
-        for ev in events:
-            self.sim.feed([ev])
-            _trim_replayed(self.sim)
-            await trio.sleep(gap)
-
-    def _make_recordings(self, events: list[bytes]) -> None:
-        for name in sorted(recording_names(events)):
-            path = self.recordings / name
-            if path.exists():
-                continue
-            try:
-                write_tone(path)
-            except OSError as exc:
-                log.warning("demo: cannot write %s: %s", path, exc)
-                continue
-            self._recording_files.append(path)
-        while len(self._recording_files) > MAX_RECORDINGS:
-            self._recording_files.pop(0).unlink(missing_ok=True)
-
-
-def _trim_replayed(sim: Any) -> None:
-    """Forget events every client has been sent, so an endless demo keeps flat memory.
-
-    The simulator keeps its whole replay log (tests inspect it); the demo plays forever.
-    """
-    log_ = getattr(sim, "_log", None)
-    done = getattr(sim, "replayed", 0)
-    if isinstance(log_, list) and done > 1000:
-        del log_[:done]
-        sim.replayed = 0
 
 
 def demo_config(
@@ -311,8 +138,8 @@ def describe(call: dict[str, Any]) -> str:
 
 async def run_demo(options: DemoOptions, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
     """Run the demo until cancelled, or until ``max_calls`` calls were played and ended."""
-    from pinc.ami.simserver import AmiSimServer
     from pinc.app import serve
+    from pinc.sim.amiserver import AmiSimServer
 
     out = options.out or sys.stdout
     rng = random.Random(options.seed)

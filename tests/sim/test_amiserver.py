@@ -11,7 +11,8 @@ import pytest
 import trio
 
 from pinc.ami.protocol import NEED_DATA, AMIConnection, Message, parse_block
-from pinc.ami.simserver import AmiSimServer, load_transcript, rewrite_ids
+from pinc.sim.amiserver import AmiSimServer
+from pinc.sim.transcripts import load_transcript, rewrite_ids
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 

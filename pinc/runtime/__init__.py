@@ -1,0 +1,1 @@
+"""Process tuning: time slicing, GC pacing, parent-death signal, logging."""
