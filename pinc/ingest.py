@@ -22,7 +22,7 @@ import trio
 
 from pinc import metrics
 from pinc.ami.protocol import Message
-from pinc.calls.model import CallChange
+from pinc.calls.model import CallChange, random_call_id
 from pinc.calls.tracker import Tracker
 from pinc.config import Config
 from pinc.journal import queries
@@ -69,7 +69,7 @@ class AmiSource(AmiActions, Protocol):
 
 
 def make_tracker(config: Config) -> TrackerLike:
-    return Tracker(config.pbx)
+    return Tracker(config.pbx, new_id=random_call_id)
 
 
 class Ingest:

@@ -136,6 +136,44 @@ class CrmState(Protocol):
     def request_retry(self) -> None: ...
 
 
+@dataclass(frozen=True)
+class CrmUser:
+    """A CRM user who has a phone extension (vtiger's ``phone_crm_extension``)."""
+
+    id: str  # the CRM's own id of the user (webservice id, e.g. "19x5")
+    user_name: str
+    name: str  # for people: first and last name
+    extension: str
+    active: bool = True
+
+
+class Directory(Protocol):
+    """The CRM's users and their extensions (``pinc.crm.directory``), cached and refreshed.
+
+    ``known()`` is False until the first successful read, and when pinc runs without a
+    CRM: then nothing can be said about an extension and callers must not refuse on it.
+    """
+
+    def known(self) -> bool: ...
+
+    def user_of(self, ext: str) -> CrmUser | None: ...
+
+    def users(self) -> list[CrmUser]: ...
+
+
+class NoDirectory:
+    """The Directory when pinc runs without a CRM (or before the real one lands)."""
+
+    def known(self) -> bool:
+        return False
+
+    def user_of(self, ext: str) -> CrmUser | None:
+        return None
+
+    def users(self) -> list[CrmUser]:
+        return []
+
+
 @dataclass
 class Services:
     config: Config
@@ -145,5 +183,6 @@ class Services:
     ingest: Ingest
     router: Router
     crm: CrmState
+    directory: Directory = field(default_factory=NoDirectory)
     started_at: float = 0.0
     extras: dict[str, Any] = field(default_factory=dict)

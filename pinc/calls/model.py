@@ -8,6 +8,8 @@ CRM delivery never share the tracker's mutable state.
 from __future__ import annotations
 
 import re
+import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final, Literal
@@ -56,6 +58,18 @@ def call_id_for(linkedid: str) -> str:
     if not m:
         return "x" + re.sub(r"[^0-9A-Za-z]", "", linkedid)[:24]
     return _b36(int(m.group(1)), 7) + _b36(int(m.group(2)) % 36**5, 5)
+
+
+def random_call_id(linkedid: str, started: float | None) -> str:
+    """A public call id for a live pinc: 7 base-36 digits of the start second (so ids
+    still sort by time) and 14 random ones (72 bits), so nobody can guess another call's
+    id from one they know. ``pinc replay`` keeps the deterministic ``call_id_for``."""
+    del linkedid  # the id must not be derivable from what Asterisk shows
+    stamp = _b36(int(started or 0) % 36**7, 7)
+    return stamp + "".join(secrets.choice(_B36) for _ in range(14))
+
+
+CallIdFactory = Callable[[str, float | None], str]
 
 
 def iso(ts: float | None) -> str | None:

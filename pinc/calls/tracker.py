@@ -25,7 +25,15 @@ from typing import Any
 
 from pinc.ami.protocol import Message
 from pinc.calls.channels import ChannelName, Office, cdr_time, clean, digits, epoch_of, parse_name
-from pinc.calls.model import Call, CallChange, Leg, Transfer, call_id_for, iso
+from pinc.calls.model import (
+    Call,
+    CallChange,
+    CallIdFactory,
+    Leg,
+    Transfer,
+    call_id_for,
+    iso,
+)
 from pinc.config import PbxConfig
 
 DISCONNECTED_REASON = "ended while pinc was disconnected"
@@ -115,8 +123,11 @@ class _Live:
 class Tracker:
     """Correlates AMI events into calls. See the module docstring and DESIGN.md."""
 
-    def __init__(self, pbx: PbxConfig) -> None:
+    def __init__(self, pbx: PbxConfig, *, new_id: CallIdFactory | None = None) -> None:
         self.pbx = pbx
+        # Live pinc gives calls random ids (model.random_call_id); replay, by default,
+        # the deterministic ones, so the same transcript always prints the same calls.
+        self._new_id: CallIdFactory = new_id or (lambda linkedid, _started: call_id_for(linkedid))
         self.office = Office(pbx)
         self._chans: dict[str, _Chan] = {}
         self._by_name: dict[str, _Chan] = {}
@@ -413,7 +424,7 @@ class Tracker:
         started = epoch_of(linkedid)
         if started is None or self._live_clock:
             started = self._now or started
-        call = Call(id=call_id_for(linkedid), linkedid=linkedid, started_at=started)
+        call = Call(id=self._new_id(linkedid, started), linkedid=linkedid, started_at=started)
         call.linkedids.append(linkedid)
         live = _Live(call=call, last_at=self._now)
         self._calls[linkedid] = live

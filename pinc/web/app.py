@@ -34,6 +34,12 @@ class WebState:
     token: str  # web.token, or one generated for this run when it is empty
     started: float
 
+    @property
+    def master(self) -> str:
+        """The secret tickets and links are signed with (pinc.web.tickets): crm.secret,
+        which pinc's vtiger module also knows; without a CRM, the API token."""
+        return self.services.config.crm.secret or self.token
+
 
 def state() -> WebState:
     st: WebState = current_app.extensions["pinc"]

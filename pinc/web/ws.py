@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -29,7 +30,7 @@ from pinc import metrics
 from pinc.calls.model import CallChange
 from pinc.journal import queries
 from pinc.runtime.timeslice import give_way
-from pinc.web import actions, validate
+from pinc.web import actions, tickets, validate
 from pinc.web.app import state
 from pinc.web.auth import has_token, refused
 
@@ -96,10 +97,23 @@ def _snapshots(services: Any) -> _Snapshots:
 @blueprint.websocket("/ws")
 async def feed() -> Response | None:
     st = state()
-    if not has_token(websocket, st.token):
+    ext = websocket.args.get("ext") or None
+    ticket = websocket.args.get("ticket")
+    if ticket is not None:
+        # pinc's vtiger module mints a short-lived ticket for the signed-in user's
+        # extension (pinc/web/tickets.py): it shows that extension's calls and nothing else.
+        try:
+            granted = tickets.parse(st.master, tickets.WS, ticket, now=time.time())
+        except tickets.TicketError as exc:
+            refused("/ws", websocket, f"ticket: {exc}")
+            return Response("a valid ticket is required\n", status=401, content_type="text/plain")
+        if ext is not None and ext != granted.subject:
+            refused("/ws", websocket, "ticket: for another extension")
+            return Response("a valid ticket is required\n", status=401, content_type="text/plain")
+        ext = granted.subject
+    elif not has_token(websocket, st.token):
         refused("/ws", websocket, "token")
         return Response("a valid token is required\n", status=401, content_type="text/plain")
-    ext = websocket.args.get("ext") or None
     if ext is not None:
         try:
             validate.extension(ext, st.services.config.pbx, what="ext")

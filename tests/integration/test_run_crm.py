@@ -46,7 +46,7 @@ def with_crm(path: Path, vtiger_port: int, recordings: Path) -> Path:
 
 
 def key_facts(call: dict[str, Any]) -> tuple[Any, ...]:
-    return (call["id"], call["direction"], call["status"], call["answered_by"],
+    return (call["linkedid"], call["direction"], call["status"], call["answered_by"],
             call["from"], call["to"], call["recording"])
 
 

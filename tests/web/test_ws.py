@@ -200,3 +200,46 @@ async def test_connecting_clients_share_one_snapshot(env: Env) -> None:
             snap = await recv(ws)
     assert "k-new" in {c["id"] for c in snap["calls"]}
     assert counting.snapshots == 2
+
+
+async def test_module_ticket_shows_only_its_extension(env: Env) -> None:
+    import time
+
+    from pinc.web import tickets
+    from tests.web.harness import SECRET
+
+    await env.put([change("call.started", call_dict("a1", legs=[{"ext": "101"}])),
+                   change("call.started", call_dict("b1", legs=[{"ext": "102"}]))])
+    ticket = tickets.mint(SECRET, "ws", "102", now=time.time(), ttl=60)
+    with trio.fail_after(10):
+        async with open_websocket_url(url(env, f"ticket={ticket}")) as ws:
+            snap = await recv(ws)
+            assert [c["id"] for c in snap["calls"]] == ["b1"]
+            await env.put([
+                change("call.ended", call_dict("a1", status="missed", legs=[{"ext": "101"}])),
+                change("call.ended", call_dict("b1", status="missed", legs=[{"ext": "102"}])),
+            ])
+            m = await recv(ws)
+            assert (m["type"], m["call_id"]) == ("call.ended", "b1")
+
+
+@pytest.mark.parametrize("why", ["expired", "forged", "other-ext", "token-as-ticket"])
+async def test_bad_module_ticket_is_refused(env: Env, why: str) -> None:
+    import time
+
+    from pinc.web import tickets
+    from tests.web.harness import SECRET
+
+    now = time.time()
+    ticket = {
+        "expired": tickets.mint(SECRET, "ws", "102", now=now - 120, ttl=60),
+        "forged": tickets.mint("not-the-secret", "ws", "102", now=now, ttl=60),
+        "other-ext": tickets.mint(SECRET, "ws", "101", now=now, ttl=60) + "&ext=102",
+        "token-as-ticket": TOKEN,
+    }[why]
+    before = metrics.AUTH_FAILURES.labels(route="/ws")._value.get()
+    with trio.fail_after(10), pytest.raises(ConnectionRejected) as info:
+        async with open_websocket_url(url(env, f"ticket={ticket}")):
+            pass
+    assert info.value.status_code == 401
+    assert metrics.AUTH_FAILURES.labels(route="/ws")._value.get() == before + 1
