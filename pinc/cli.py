@@ -65,7 +65,7 @@ def check(config_path: str | None, connect: bool, as_json: bool) -> None:
                 click.echo(f"{key} = {json.dumps(value, ensure_ascii=False)}")
             click.echo()
     if connect:
-        from pinc.ami.client import check_connection
+        from pinc.ami.link import check_connection
 
         ok, message = check_connection(config)
         click.echo(message)

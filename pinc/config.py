@@ -64,6 +64,7 @@ class JournalConfig:
     events_retention_days: int = 90
     calls_retention_days: int = 0  # 0 keeps calls forever
     synchronous: str = "normal"  # "normal" (WAL: survives a crash) or "full" (also power loss)
+    stall_seconds: float = 30.0  # events wait, nothing moves this long: /ping degraded (0: off)
 
 
 @dataclass(frozen=True)

@@ -75,6 +75,9 @@ KEY_HELP: dict[tuple[str, str], str] = {
     ("journal", "max_pending"): "Changes held in memory while the disk refuses writes.",
     ("journal", "events_retention_days"): "Days raw call changes are kept (0: forever).",
     ("journal", "calls_retention_days"): "Days calls are kept (0: forever).",
+    ("journal", "stall_seconds"): "AMI events wait and the ingest makes no progress this "
+    "long: /ping says degraded, pinc_ingest_stalled is 1, one log line says what is stuck "
+    "(0: no watchdog).",
     ("web", "listen"): "host:port of the HTTP server; vtiger and browsers must reach it.",
     ("web", "public_url"): "How vtiger and browsers reach pinc (recording links, the "
     "PBXManager app URL), e.g. http://pbx.example:8099. Empty: derived from listen.",

@@ -8,19 +8,26 @@ and the client stops reading: backpressure, never a dropped event.
 
 At start the tracker is given the calls the journal still has open, so a call that
 began before a restart and ends after it stays one call. After every AMI login,
-``CoreShowChannels`` tells which of them are still up (``Tracker.resync``).
+``CoreShowChannels`` tells which of them are still up (``Tracker.resync``), and the
+calls made while pinc was not listening are recovered from Asterisk's CDR
+(:mod:`pinc.cdr`, when ``cdr.source`` is set).
+
+A watchdog (:class:`Watchdog`) notices when events wait and nothing moves for
+``journal.stall_seconds``: ``/ping`` then says ``degraded`` with the reason, the
+``pinc_ingest_stalled`` gauge is 1, and one log line names what is stuck.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
 import trio
 
 from pinc import metrics
+from pinc.ami.events import Connected, Disconnected, ListCompleted, Received
 from pinc.ami.protocol import Message
 from pinc.calls.model import CallChange, random_call_id
 from pinc.calls.tracker import Tracker
@@ -28,6 +35,7 @@ from pinc.config import Config
 from pinc.journal import queries
 from pinc.journal.store import Journal
 from pinc.services import AmiActions
+from pinc.watchdog import Watchdog
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +99,15 @@ class Ingest:
         self.resyncs = 0
         self.restored = 0
         self.connected = False
+        self.progress = 0  # items handled: the watchdog's pulse
+        # run after every AMI login, beside the resync (the CDR recovery of pinc.cdr)
+        self.on_login: Callable[[], Awaitable[None]] | None = None
+        self.watchdog = Watchdog(
+            limit=config.journal.stall_seconds,
+            progress=lambda: self.progress,
+            queued=self._queued,
+            journal=journal,
+        )
 
     # ---- pinc.services.Ingest ---------------------------------------------------------
 
@@ -128,6 +145,14 @@ class Ingest:
             "connected": self.connected,
         }
 
+    def health(self) -> dict[str, Any]:
+        """The watchdog's view (``/ping``): stalled, the reason, how often it fired."""
+        return self.watchdog.status()
+
+    def _queued(self) -> int:
+        stats = getattr(self.client.events, "statistics", None)
+        return int(stats().current_buffer_used) if stats is not None else 0
+
     # ---- service ----------------------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -139,6 +164,7 @@ class Ingest:
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._expire_loop)
+                nursery.start_soon(self.watchdog.run)
                 task_status.started()
                 await self._consume(nursery)
                 nursery.cancel_scope.cancel()
@@ -175,21 +201,23 @@ class Ingest:
                 except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
                     break
             for item in batch:
-                message = getattr(item, "message", None)
-                if message is not None:
-                    await self._event(message, float(getattr(item, "at", 0.0)) or time.time())
-                elif getattr(item, "action", None) == "CoreShowChannels":
-                    await self._apply_resync(item.events, float(item.at) or time.time())
-                elif hasattr(item, "asterisk_version"):
-                    self.connected = True
-                    log.info(
-                        "ingest: AMI logged in (Asterisk %s); resyncing live calls",
-                        item.asterisk_version,
-                    )
-                    nursery.start_soon(self._resync)
-                else:
-                    self.connected = False
-                    log.warning("ingest: AMI disconnected (%s)", getattr(item, "reason", "?"))
+                match item:
+                    case Received(message=message, at=at):
+                        await self._event(message, at or time.time())
+                    case ListCompleted(action="CoreShowChannels", events=events, at=at):
+                        await self._apply_resync(events, at or time.time())
+                    case Connected(asterisk_version=version):
+                        self.connected = True
+                        log.info("ingest: AMI logged in (Asterisk %s); resyncing calls", version)
+                        nursery.start_soon(self._resync)
+                        if self.on_login is not None:
+                            nursery.start_soon(self.on_login)
+                    case Disconnected(reason=reason):
+                        self.connected = False
+                        log.warning("ingest: AMI disconnected (%s)", reason)
+                    case _:
+                        log.warning("ingest: ignored an unknown item %r", type(item).__name__)
+                self.progress += 1
 
     async def _event(self, message: Message, at: float) -> None:
         self.events += 1

@@ -25,6 +25,11 @@ CALLS_ENDED = Counter("pinc_calls_ended", "Calls ended, by status", ["status"], 
 CHANGES_COMMITTED = Counter(
     "pinc_changes_committed", "CallChanges committed to the journal", registry=REGISTRY
 )
+INGEST_STALLED = Gauge(
+    "pinc_ingest_stalled",
+    "1 while AMI events wait and the ingest makes no progress (the watchdog)",
+    registry=REGISTRY,
+)
 JOURNAL_WRITE_ERRORS = Counter(
     "pinc_journal_write_errors", "Journal batches that failed and were retried", registry=REGISTRY
 )

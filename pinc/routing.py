@@ -307,11 +307,14 @@ class Router:
             return None
 
         ext: str | None = None
-        with trio.move_on_at(deadline):
+        with trio.move_on_at(deadline) as scope:
             try:
-                ext = await self._journal.read(last)
+                # abandoned at the deadline: the dialplan does not wait for a slow disk
+                ext = await self._journal.read(last, abandon_on_cancel=True)
             except Exception as exc:
                 log.warning("routing: journal lookup for %s failed: %s", number, exc)
+        if scope.cancelled_caught:
+            log.info("routing: the journal did not answer for %s within the deadline", number)
         return self._extension_or_none(ext, "journal")
 
     def _extension_or_none(self, ext: str | None, where: str) -> str | None:

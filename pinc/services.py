@@ -71,8 +71,11 @@ class JournalAccess(Protocol):
         """Run ``fn`` on the writer connection inside one transaction."""
         ...
 
-    async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``fn`` on a reader connection in a worker thread."""
+    async def read(
+        self, fn: Callable[[sqlite3.Connection], T], *, abandon_on_cancel: bool = False
+    ) -> T:
+        """Run ``fn`` on a reader connection in a worker thread; with ``abandon_on_cancel``
+        a cancelled caller returns at once and the read's result is thrown away."""
         ...
 
     def add_batch_hook(
@@ -111,6 +114,10 @@ class Ingest(Protocol):
 
     def channels_of(self, call_id: str) -> list[dict[str, str]]:
         """Live channels of a call: [{"channel", "uniqueid", "ext", "role"}]."""
+        ...
+
+    def health(self) -> dict[str, Any]:
+        """The watchdog: stalled (bool), reason (what is stuck, or None), stalls."""
         ...
 
 

@@ -14,7 +14,6 @@ The secret never reaches a log line: only the username is ever logged.
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import logging
 import random
@@ -27,73 +26,36 @@ from typing import Any
 import trio
 
 from pinc import metrics
+from pinc.ami.events import (
+    ClientEvent,
+    Connected,
+    Disconnected,
+    ListCompleted,
+    Received,
+)
+from pinc.ami.link import (
+    CONNECTION_ERRORS,
+    AmiAuthError,
+    AmiNotConnected,
+    Link,
+    LinkLost,
+    connect,
+    describe,
+)
 from pinc.ami.protocol import (
     NEED_DATA,
-    AMIConnection,
-    Banner,
     Kind,
     LocalProtocolError,
     Message,
     RemoteProtocolError,
     encode_action,
 )
-from pinc.config import AmiConfig, Config
+from pinc.config import AmiConfig
 from pinc.runtime.timeslice import give_way
 from pinc.services import ActionResult
 
 log = logging.getLogger(__name__)
 
-_RECV_SIZE = 65536
-_CONNECTION_ERRORS = (OSError, trio.BrokenResourceError, trio.ClosedResourceError)
-
-
-class AmiNotConnected(Exception):
-    """The client is not logged in to AMI (or the link dropped while waiting)."""
-
-
-class AmiAuthError(Exception):
-    """Asterisk refused the username or secret."""
-
-
-class _LinkLost(Exception):
-    """The current connection is unusable; the reason says why."""
-
-
-@dataclass(frozen=True, slots=True)
-class Received:
-    """One AMI event, with the wall-clock time (time.time()) it arrived."""
-
-    message: Message
-    at: float
-
-
-@dataclass(frozen=True, slots=True)
-class ListCompleted:
-    """A list reply asked for with ``in_stream``, at its place in the event stream."""
-
-    action: str
-    events: tuple[Message, ...]
-    at: float
-
-
-@dataclass(frozen=True, slots=True)
-class Connected:
-    """Logged in (again). ``reconnect`` is False only for the first login of this client."""
-
-    asterisk_version: str
-    at: float
-    reconnect: bool
-
-
-@dataclass(frozen=True, slots=True)
-class Disconnected:
-    """A logged-in link ended; events may have been missed until the next ``Connected``."""
-
-    reason: str
-    at: float
-
-
-ClientEvent = Received | ListCompleted | Connected | Disconnected
 
 
 @dataclass
@@ -109,99 +71,6 @@ class _Pending:
     in_stream: bool = False  # also deliver the completed list as a ListCompleted event
 
 
-class _Link:
-    """One TCP connection: the stream, its parser, and a write lock."""
-
-    def __init__(self, stream: trio.SocketStream, config: AmiConfig) -> None:
-        self.stream = stream
-        self.config = config
-        self.parser = AMIConnection()
-        self.write_lock = trio.StrictFIFOLock()
-        self.banner: Banner | None = None
-        self.early: list[Message] = []  # events that arrived during the login
-
-    async def send(self, data: bytes) -> None:
-        async with self.write_lock:
-            with trio.fail_after(self.config.action_timeout):
-                await self.stream.send_all(data)
-
-    async def receive(self, timeout: float) -> bool:
-        """Read one chunk into the parser; False at EOF."""
-        with trio.fail_after(timeout):
-            data = await self.stream.receive_some(_RECV_SIZE)
-        if not data:
-            return False
-        self.parser.feed(data)
-        return True
-
-    async def next_message(self, timeout: float) -> Banner | Message:
-        """The next whole message, reading as needed (used only during login)."""
-        with trio.fail_after(timeout):
-            while True:
-                msg = self.parser.next_message()
-                if msg is not NEED_DATA:
-                    assert isinstance(msg, Banner | Message)
-                    return msg
-                if not await self.receive(timeout):
-                    self.parser.end_of_stream()  # a cut-off message is a protocol error
-                    raise _LinkLost("Asterisk closed the connection during login")
-
-    async def request(
-        self, name: str, fields: Mapping[str, str | int | Iterable[str]], action_id: str
-    ) -> Message:
-        """Send one action and wait for its response, keeping any event seen meanwhile."""
-        await self.send(encode_action(name, fields, action_id=action_id))
-        timeout = self.config.action_timeout
-        while True:
-            msg = await self.next_message(timeout)
-            if isinstance(msg, Banner):
-                self.banner = msg
-            elif msg.kind is Kind.RESPONSE and msg.action_id == action_id:
-                return msg
-            elif msg.kind is Kind.EVENT:
-                self.early.append(msg)
-
-    async def open(self, username: str, secret: str, auth: str, events: str) -> None:
-        """Read the banner and log in; raises AmiAuthError when refused."""
-        first = await self.next_message(self.config.connect_timeout)
-        if not isinstance(first, Banner):
-            raise RemoteProtocolError("no AMI banner", 0)
-        self.banner = first
-        fields: dict[str, str] = {"Username": username}
-        if auth == "md5":
-            reply = await self.request("Challenge", {"AuthType": "MD5"}, "pinc-challenge")
-            challenge = reply.get("Challenge")
-            if reply.name != "Success" or not challenge:
-                raise AmiAuthError(f"MD5 challenge refused: {reply.get('Message') or reply.name}")
-            fields["AuthType"] = "MD5"
-            fields["Key"] = hashlib.md5((challenge + secret).encode()).hexdigest()
-        else:
-            fields["Secret"] = secret
-        if events:
-            fields["Events"] = events
-        reply = await self.request("Login", fields, "pinc-login")
-        if reply.name != "Success":
-            raise AmiAuthError(reply.get("Message") or reply.name)
-
-    async def aclose(self) -> None:
-        with trio.move_on_after(1) as scope:
-            scope.shield = True
-            await self.stream.aclose()
-
-
-async def _connect(config: AmiConfig) -> _Link:
-    with trio.fail_after(config.connect_timeout):
-        stream = await trio.open_tcp_stream(config.host, config.port)
-    return _Link(stream, config)
-
-
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, trio.TooSlowError):
-        return "timed out"
-    text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
 class AmiClient:
     """The AMI connection as the rest of pinc sees it (``pinc.services.AmiActions``)."""
 
@@ -210,7 +79,7 @@ class AmiClient:
         self._send_events, self.events = trio.open_memory_channel[ClientEvent](
             max(1, config.queue_size)
         )
-        self._link: _Link | None = None
+        self._link: Link | None = None
         self._logged_in = False
         self._pending: dict[str, _Pending] = {}
         self._ids = itertools.count(1)
@@ -272,8 +141,8 @@ class AmiClient:
             with trio.fail_after(self.config.action_timeout if timeout is None else timeout):
                 try:
                     await link.send(data)
-                except _CONNECTION_ERRORS as exc:
-                    raise AmiNotConnected(f"AMI link lost: {_describe(exc)}") from exc
+                except CONNECTION_ERRORS as exc:
+                    raise AmiNotConnected(f"AMI link lost: {describe(exc)}") from exc
                 await pending.done.wait()
         finally:
             self._pending.pop(action_id, None)
@@ -322,14 +191,14 @@ class AmiClient:
                     reason = f"AMI protocol error: {exc}"
                     log.error("%s; dropping the connection, reconnecting with backoff", reason)
                     last_complaint = ""
-                except (_LinkLost, trio.TooSlowError, *_CONNECTION_ERRORS) as exc:
-                    reason = exc.args[0] if isinstance(exc, _LinkLost) else _describe(exc)
+                except (LinkLost, trio.TooSlowError, *CONNECTION_ERRORS) as exc:
+                    reason = exc.args[0] if isinstance(exc, LinkLost) else describe(exc)
                     reason = f"AMI {cfg.host}:{cfg.port}: {reason}"
                     if last_complaint != "connect" or self._logged_in:
                         log.warning("%s; reconnecting with backoff", reason)
                     last_complaint = "connect"
                 except Exception as exc:
-                    reason = f"AMI client error: {_describe(exc)}"
+                    reason = f"AMI client error: {describe(exc)}"
                     log.exception("AMI client failed unexpectedly; reconnecting")
                     last_complaint = ""
                 was_up = was_up or self._logged_in
@@ -350,7 +219,7 @@ class AmiClient:
         """One connection, from connect to its end. Returns True if it ever logged in;
         raises what ended it (unwrapped: the tasks store it rather than raise it)."""
         cfg = self.config
-        link = await _connect(cfg)
+        link = await connect(cfg)
         ended: list[Exception] = []
         try:
             await link.open(cfg.username, cfg.secret, cfg.auth.lower(), cfg.events)
@@ -366,7 +235,7 @@ class AmiClient:
             await self._on_login(link, attempt_done)
             async with trio.open_nursery() as nursery:
 
-                async def guarded(fn: Callable[[_Link], Awaitable[None]]) -> None:
+                async def guarded(fn: Callable[[Link], Awaitable[None]]) -> None:
                     try:
                         await fn(link)
                     except Exception as exc:
@@ -382,7 +251,7 @@ class AmiClient:
             await self._logoff(link, polite=self._logged_in and not ended)
             attempt_done()
 
-    async def _handshake(self, link: _Link) -> None:
+    async def _handshake(self, link: Link) -> None:
         """After the login, before anyone else may use the link: server-side filters and
         the Asterisk version, read inline (events meanwhile wait in ``link.early``)."""
         for n, regex in enumerate(self.config.filters):
@@ -405,7 +274,7 @@ class AmiClient:
         except trio.TooSlowError:
             log.warning("AMI: no answer to CoreSettings; Asterisk version unknown")
 
-    async def _on_login(self, link: _Link, attempt_done: Callable[[], None]) -> None:
+    async def _on_login(self, link: Link, attempt_done: Callable[[], None]) -> None:
         reconnect = self._logins > 0
         self._logins += 1
         now = time.time()
@@ -447,14 +316,14 @@ class AmiClient:
             metrics.AMI_CONNECTED.set(0)
             await self._deliver(Disconnected(reason, time.time()))
 
-    async def _logoff(self, link: _Link, *, polite: bool) -> None:
+    async def _logoff(self, link: Link, *, polite: bool) -> None:
         """Say goodbye (best effort, also while being cancelled), then close."""
         with trio.CancelScope(shield=True):
             if polite:
                 with trio.move_on_after(1):
                     try:
                         await link.send(encode_action("Logoff", (), action_id="pinc-logoff"))
-                    except (*_CONNECTION_ERRORS, trio.TooSlowError):
+                    except (*CONNECTION_ERRORS, trio.TooSlowError):
                         pass
             await link.aclose()
 
@@ -476,7 +345,7 @@ class AmiClient:
             self._consumer_blocked = False
             self._consumer_unblocked_at = trio.current_time()
 
-    async def _read_loop(self, link: _Link) -> None:
+    async def _read_loop(self, link: Link) -> None:
         cfg = self.config
         # A backstop behind the pings: a link silent for this long is dead.
         idle = cfg.ping_interval + 2 * cfg.ping_timeout
@@ -528,13 +397,13 @@ class AmiClient:
             try:
                 alive = await link.receive(idle)
             except trio.TooSlowError:
-                raise _LinkLost(f"no data from Asterisk for {idle:g} s") from None
+                raise LinkLost(f"no data from Asterisk for {idle:g} s") from None
             if not alive:
                 parser.end_of_stream()  # a cut-off message is a protocol error
-                raise _LinkLost("Asterisk closed the connection")
+                raise LinkLost("Asterisk closed the connection")
             at = time.time()
 
-    async def _ping_loop(self, link: _Link) -> None:
+    async def _ping_loop(self, link: Link) -> None:
         cfg = self.config
         for n in itertools.count(1):
             await trio.sleep(cfg.ping_interval)
@@ -548,34 +417,4 @@ class AmiClient:
                 if self._consumer_blocked or self._consumer_unblocked_at > sent_at:
                     sent_at = trio.current_time()
                     continue
-                raise _LinkLost(f"no pong within {cfg.ping_timeout:g} s")
-
-
-def check_connection(config: Config) -> tuple[bool, str]:
-    """Log in once (for ``pinc check --connect``): (ok, a one-line report)."""
-    cfg = config.ami
-
-    async def attempt() -> tuple[bool, str]:
-        try:
-            link = await _connect(cfg)
-        except (trio.TooSlowError, OSError) as exc:
-            return False, f"AMI {cfg.host}:{cfg.port}: cannot connect: {_describe(exc)}"
-        try:
-            await link.open(cfg.username, cfg.secret, cfg.auth.lower(), "off")
-            reply = await link.request("CoreSettings", {}, "pinc-version")
-            version = reply.get("AsteriskVersion") or "unknown"
-            ami = link.banner.version if link.banner else "?"
-            with trio.move_on_after(1):
-                await link.send(encode_action("Logoff", (), action_id="pinc-logoff"))
-            return True, (
-                f"AMI {cfg.host}:{cfg.port}: logged in as {cfg.username!r} "
-                f"({cfg.auth.lower()}); Asterisk {version}, AMI {ami}"
-            )
-        except AmiAuthError as exc:
-            return False, f"AMI {cfg.host}:{cfg.port}: login refused for {cfg.username!r}: {exc}"
-        except (RemoteProtocolError, _LinkLost, trio.TooSlowError, *_CONNECTION_ERRORS) as exc:
-            return False, f"AMI {cfg.host}:{cfg.port}: {_describe(exc)}"
-        finally:
-            await link.aclose()
-
-    return trio.run(attempt)
+                raise LinkLost(f"no pong within {cfg.ping_timeout:g} s")

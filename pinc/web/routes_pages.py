@@ -40,13 +40,15 @@ async def ping() -> Response:
     ami = _safe_status(s.ami.status)
     journal = _safe_status(s.journal.status)
     crm = _safe_status(s.crm.status)
+    ingest = _safe_status(s.ingest.health)
     try:
         live = s.ingest.live_count()
     except Exception:
         live = None
     started = s.started_at or st.started
+    stalled = bool(ingest.get("stalled"))
     body = {
-        "status": "ok",
+        "status": "degraded" if stalled else "ok",
         "version": __version__,
         "uptime": round(time.time() - started, 3),
         "ami": {
@@ -54,6 +56,8 @@ async def ping() -> Response:
             **_pick(ami, ("since", "asterisk_version", "ami_version", "reconnects")),
         },
         "journal": {"ok": bool(journal.get("ok")), "pending": journal.get("pending")},
+        # the watchdog (pinc/watchdog.py): events wait and the ingest does not move
+        "ingest": {"ok": not stalled, "reason": ingest.get("reason") if stalled else None},
         "crm": {
             **_pick(crm, ("state", "backlog", "oldest_age")),
             "enabled": bool(s.config.crm.url),

@@ -72,7 +72,9 @@ class FakeJournal:
         self.conn.execute("INSERT INTO talks VALUES (?, ?, ?)", (number, ext, iso(at)))
         self.conn.commit()
 
-    async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    async def read(
+        self, fn: Callable[[sqlite3.Connection], T], *, abandon_on_cancel: bool = False
+    ) -> T:
         self.reads += 1
         await trio.lowlevel.checkpoint()
         return fn(self.conn)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import sqlite3
+import threading
 import time
+from pathlib import Path
 
 import pytest
 import trio
 
 from pinc import metrics
-from pinc.config import RoutingConfig
+from pinc.config import RoutingConfig, replace
 from pinc.routing import Customer, Router, normalize_number
 from pinc.services import Responsible
 
@@ -268,3 +271,33 @@ def test_default_journal_query_is_the_journal_engineers() -> None:
     from pinc.routing import _default_last_talker
 
     assert _default_last_talker() is queries.last_talker
+
+
+async def test_a_slow_journal_read_does_not_hold_the_dialplan(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    # move_on_at around a worker thread that does not abandon on cancel waited for the
+    # thread anyway: a 3 s read held the caller 3 s past a 0.3 s deadline (issue #16).
+    from pinc.feed import FeedHub
+    from pinc.journal.store import Journal
+
+    config = replace(
+        make_config(routing={"deadline": 0.3}), journal={"path": str(tmp_path / "pinc.db")}
+    )
+    journal = Journal(config, FeedHub())
+    await nursery.start(journal.run)
+    release = threading.Event()
+
+    def slow_last_talker(conn: sqlite3.Connection, number: str, since: str) -> str | None:
+        release.wait(10)  # a disk that takes its time
+        return "101"
+
+    r = Router(config, crm=None, journal=journal, last_talker=slow_last_talker)
+    await nursery.start(r.run)
+    started = trio.current_time()
+    with trio.fail_after(5):
+        answer = await r.responsible("79161234567")
+    waited = trio.current_time() - started
+    release.set()
+    assert answer == Responsible()
+    assert 0.25 <= waited < 1.0, waited

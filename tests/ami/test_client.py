@@ -11,15 +11,9 @@ from typing import Any
 import pytest
 import trio
 
-from pinc.ami.client import (
-    AmiClient,
-    AmiNotConnected,
-    Connected,
-    Disconnected,
-    ListCompleted,
-    Received,
-    check_connection,
-)
+from pinc.ami.client import AmiClient
+from pinc.ami.events import Connected, Disconnected, ListCompleted, Received
+from pinc.ami.link import AmiNotConnected, check_connection
 from pinc.ami.protocol import MAX_LINE, LocalProtocolError
 from pinc.config import AmiConfig, Config
 from pinc.sim.amiserver import AmiSimServer

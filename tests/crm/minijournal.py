@@ -95,7 +95,9 @@ class MiniJournal:
         self.writes += 1
         return await trio.to_thread.run_sync(self._tx, fn, limiter=self.wlock)
 
-    async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    async def read(
+        self, fn: Callable[[sqlite3.Connection], T], *, abandon_on_cancel: bool = False
+    ) -> T:
         return await trio.to_thread.run_sync(fn, self.reader, limiter=self.rlock)
 
     def add_batch_hook(

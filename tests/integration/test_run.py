@@ -15,8 +15,9 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-import pytest
 import trio
+
+from pinc.sim.amiserver import AmiSimServer
 
 from .conftest import (
     FIXTURES,
@@ -29,9 +30,6 @@ from .conftest import (
     transcript,
     write_config,
 )
-
-pytest.importorskip("pinc.ami.client")
-from pinc.sim.amiserver import AmiSimServer
 
 LOAD = FIXTURES / "concurrent_load.ami"
 

@@ -4,13 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 import trio
 
-from pinc.config import Config, replace
-
-pytest.importorskip("pinc.ami.client")
 from pinc.app import serve
+from pinc.config import Config, replace
 from pinc.sim.amiserver import AmiSimServer
 from pinc.sim.transcripts import load_transcript
 

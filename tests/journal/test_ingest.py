@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import trio
 
-from pinc.ami.client import ListCompleted
+from pinc.ami.events import Connected, ListCompleted, Received
 from pinc.ami.protocol import Kind, Message, parse_block
 from pinc.config import Config
 from pinc.feed import FeedHub
@@ -24,19 +23,6 @@ from pinc.journal.store import Journal
 from pinc.services import ActionResult
 
 from .conftest import StandInTracker, call, change
-
-
-@dataclass
-class Received:
-    message: Message
-    at: float
-
-
-@dataclass
-class Connected:
-    asterisk_version: str
-    at: float
-    reconnect: bool = False
 
 
 def event(name: str, **fields: str) -> Message:
@@ -139,7 +125,7 @@ async def test_restart_restores_then_resyncs_after_login(config: Config, db_path
             await nursery.start(journal.run)
             await nursery.start(ingest.run)
             assert sorted(c["id"] for c in tracker.restored) == ["c00001", "c00002"]
-            await source.send.send(Connected("Asterisk 22", 5.0))
+            await source.send.send(Connected("Asterisk 22", 5.0, reconnect=False))
             ended = await sub.receive()
             live = await journal.read(queries.live_calls)
             gone_now = await journal.read(lambda c: queries.get_call(c, "c00001"))

@@ -7,9 +7,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pytest
 import trio
 
+from pinc.ami.events import Received
 from pinc.ami.protocol import AMIConnection, Message
 from pinc.config import Config
 from pinc.feed import FeedHub
@@ -17,10 +17,7 @@ from pinc.ingest import Ingest
 from pinc.journal import queries
 from pinc.journal.store import Journal
 
-from .test_ingest import Received, Source
-
-pytest.importorskip("pinc.calls.tracker")
-pytest.importorskip("pinc.calls.replay")
+from .test_ingest import Source
 
 FIXTURE = Path(__file__).resolve().parent.parent / "fixtures" / "asterisk-local"
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import stat
+import subprocess
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -278,11 +279,32 @@ async def test_read_only_database(config: Config, db_path: Path) -> None:
     assert str(db_path) in message and "read-only" in message and "write access" in message
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes read-only files anyway")
-async def test_read_only_file_mode(config: Config, db_path: Path) -> None:
+def _immutable(path: Path, on: bool) -> None:
+    subprocess.run(["chattr", "+i" if on else "-i", str(path)], check=True)
+
+
+def _kernel_refuses_to_write(path: Path) -> bool:
+    try:
+        os.close(os.open(path, os.O_RDWR))
+    except OSError:
+        return True
+    return False
+
+
+async def test_read_only_file(config: Config, db_path: Path) -> None:
+    # Root writes a 0400 file anyway (CI runs as root): there the file is made immutable
+    # (chattr +i), which the kernel refuses to write even for root.
     sqlite3.connect(put(db_path, b"")).execute("CREATE TABLE x (y)").connection.close()
     os.chmod(db_path, 0o400)
-    message = await start_fails(config)
+    immutable = os.geteuid() == 0
+    if immutable:
+        _immutable(db_path, True)
+    try:
+        assert _kernel_refuses_to_write(db_path)
+        message = await start_fails(config)
+    finally:
+        if immutable:
+            _immutable(db_path, False)
     assert str(db_path) in message and "read-only" in message
 
 
@@ -307,3 +329,43 @@ async def test_retention_prunes_old_events_and_keeps_calls(config: Config, db_pa
     assert {c for c, _ in events_of(db_path)} == {"c00002"}
     conn = sqlite3.connect(db_path)
     assert conn.execute("SELECT COUNT(*) FROM calls").fetchone()[0] == 2
+
+
+def refuse_writes(conn: sqlite3.Connection) -> None:
+    """SQLite itself refuses every write on the writer connection from now on."""
+    conn.execute("PRAGMA query_only = 1")
+
+
+def accept_writes(conn: sqlite3.Connection) -> None:
+    conn.execute("PRAGMA query_only = 0")
+
+
+async def test_two_blocked_submitters_both_wake_when_the_disk_is_back(db_path: Path) -> None:
+    # The AMI consumer and the expiry loop both submit. Each blocked submitter used to get
+    # its own wake-up Event, replaced by the next one: a commit woke only the newest, the
+    # older slept for good and the ingest stalled (issue #16).
+    config = make_config(db_path, max_pending=4, batch_max=2)
+    journal = Journal(config, FeedHub())
+    woke: list[str] = []
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(journal.run)
+            await journal.with_writer(refuse_writes)
+            await journal.submit(lifecycle(1))  # 4 pending: the queue is full
+            await wait_for(lambda: journal.write_errors > 0)
+
+            async def submitter(name: str, n: int) -> None:
+                await journal.submit(lifecycle(n))
+                woke.append(name)
+
+            nursery.start_soon(submitter, "ami", 2)
+            await wait_for(lambda: journal.blocked_submitters() == 1)
+            nursery.start_soon(submitter, "expiry", 3)
+            await wait_for(lambda: journal.blocked_submitters() == 2)
+            assert woke == [] and journal.pending() == 4
+            await journal.with_writer(accept_writes)
+            await wait_for(lambda: len(woke) == 2 and journal.pending() == 0)
+            nursery.cancel_scope.cancel()
+    assert sorted(woke) == ["ami", "expiry"]
+    assert {c for c, _ in events_of(db_path)} == {"c00001", "c00002", "c00003"}
+    assert len(events_of(db_path)) == 12

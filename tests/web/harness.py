@@ -10,6 +10,7 @@ from typing import Any
 
 import trio
 
+from pinc.ami.events import ListCompleted, Received
 from pinc.ami.protocol import Kind, Message
 from pinc.calls.model import CallChange
 from pinc.config import Config, load_config
@@ -222,12 +223,6 @@ def change(kind: str, call: dict[str, Any], at: str = "2026-11-24T00:42:06Z") ->
 # ---- a replayed transcript through the real ingest, tracker and journal ------------------
 
 
-@dataclass
-class Received:
-    message: Message
-    at: float
-
-
 class TranscriptAmi(FakeAmi):
     """AMI as the ingest sees it: an event channel this test fills from a real transcript."""
 
@@ -246,8 +241,6 @@ class TranscriptAmi(FakeAmi):
         result = await super().action(name, fields, timeout=timeout)
         if name == "CoreShowChannels":
             if in_stream:  # as the real client: the (empty) list also goes into the stream
-                from pinc.ami.client import ListCompleted
-
                 await self.send.send(ListCompleted(name, (), 0.0))
             return ActionResult(response("Success", EventList="start"))
         return result

@@ -3,7 +3,6 @@ journal to a websocket client; the Originate bytes a /makecall sends to the fake
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 from pathlib import Path
@@ -67,10 +66,6 @@ async def test_ws_ext_filter_on_a_replayed_queue_call(
                 pytest.fail(f"103 was not on the call, yet got {msg[:80]}")
 
 
-HAS_CLIENT = importlib.util.find_spec("pinc.ami.client") is not None
-
-
-@pytest.mark.skipif(not HAS_CLIENT, reason="pinc/ami/client.py (AmiClient) has not landed yet")
 async def test_makecall_originate_bytes_reach_fake_asterisk(
     nursery: trio.Nursery, tmp_path: Path
 ) -> None:
