@@ -20,6 +20,7 @@ import trio
 
 from pinc.agi.server import AgiServer
 from pinc.ami.client import AmiClient
+from pinc.cdr.recovery import Recovery
 from pinc.config import Config, ConfigError, parse_listen
 from pinc.crm.delivery import DeliveryWorker
 from pinc.crm.vtiger import VtigerWebservice, make_outbox_hook
@@ -111,6 +112,9 @@ async def _start_services(
     await nursery.start(client.run)
 
     ingest = Ingest(config, client, journal)
+    recovery = Recovery(config, journal, ami=client)
+    if recovery.source is not None:
+        ingest.on_login = recovery.on_login
     await nursery.start(ingest.run)
 
     if config.crm.url:
@@ -127,6 +131,7 @@ async def _start_services(
         router=router,
         crm=crm,
         started_at=time.time(),
+        extras={"recovery": recovery},
     )
     handle = ServeHandle(services, journal, feed, ingest, client)
 

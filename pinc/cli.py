@@ -159,6 +159,18 @@ def outbox_drop(config_path: str | None, ids: tuple[str, ...]) -> None:
     outbox_drop_command(_load(config_path), list(ids))
 
 
+@main.command()
+@click.option("--config", "config_path", type=click.Path(), help=CONFIG_HELP)
+@click.option("--since", required=True, help="ISO date/time or a span such as 2h, 3d.")
+@click.option("--dry-run", is_flag=True, help="Only print what would be recovered.")
+@click.option("--json", "as_json", is_flag=True, help="JSON lines in the `pinc replay` shape.")
+def backfill(config_path: str | None, since: str, dry_run: bool, as_json: bool) -> None:
+    """Recover calls from Asterisk's CDR (cdr.source) that the journal does not hold."""
+    from pinc.cdr.cli import backfill_command
+
+    backfill_command(_load(config_path), since=since, dry_run=dry_run, as_json=as_json)
+
+
 @main.group()
 def crm() -> None:
     """Talk to the CRM."""

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, get_origin, get_type_hints
 
 DEFAULT_CONFIG_PATH = Path("/etc/pinc/pinc.toml")
-SECRET_KEYS = frozenset({"secret", "token", "access_key"})
+SECRET_KEYS = frozenset({"secret", "token", "access_key", "mysql_password"})
 
 
 class ConfigError(Exception):
@@ -116,6 +116,21 @@ class RoutingConfig:
 
 
 @dataclass(frozen=True)
+class CdrConfig:
+    source: str = ""  # "" (no recovery), "csv" (Master.csv) or "mysql" (a cdr table)
+    csv_path: str = "/var/log/asterisk/cdr-csv/Master.csv"
+    mysql_host: str = "127.0.0.1"
+    mysql_port: int = 3306
+    mysql_user: str = "asteriskcdr"
+    mysql_password: str = ""
+    mysql_database: str = "asteriskcdrdb"
+    mysql_table: str = "cdr"
+    timezone: str = ""  # the zone of CDR times; empty: this host's (pinc runs on the PBX)
+    lookback_hours: float = 24.0  # the furthest back a recovery after a downtime reaches
+    timeout: float = 20.0  # seconds one recovery may take
+
+
+@dataclass(frozen=True)
 class LogConfig:
     level: str = "info"
     file: str = ""  # empty: standard error
@@ -131,6 +146,7 @@ class Config:
     crm: CrmConfig = field(default_factory=CrmConfig)
     routing: RoutingConfig = field(default_factory=RoutingConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    cdr: CdrConfig = field(default_factory=CdrConfig)
     source: str = "(defaults)"  # where the configuration came from
 
     def journal_path(self) -> Path:
@@ -177,6 +193,7 @@ SECTIONS: dict[str, type[Any]] = {
     "crm": CrmConfig,
     "routing": RoutingConfig,
     "log": LogConfig,
+    "cdr": CdrConfig,
 }
 
 _CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
@@ -185,6 +202,7 @@ _CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
     ("crm", "number_format"): ("digits", "national", "plus"),
     ("log", "level"): ("debug", "info", "warning", "error"),
     ("journal", "synchronous"): ("normal", "full"),
+    ("cdr", "source"): ("", "csv", "mysql"),
 }
 
 

@@ -33,6 +33,8 @@ SECTION_HELP: dict[str, str] = {
     "crm": 'The CRM pinc delivers calls to (vtiger PBXManager / SalesPlatform "Звонки").',
     "routing": "Responsible-manager lookups (AGI and /responsible) and number normalization.",
     "log": "Logging.",
+    "cdr": "Calls made while pinc was down, recovered from Asterisk's CDR at every AMI login "
+    "(docs/recovery.md).",
 }
 
 KEY_HELP: dict[tuple[str, str], str] = {
@@ -123,6 +125,20 @@ KEY_HELP: dict[tuple[str, str], str] = {
     ("routing", "national_length"): "Digits of a national number without the country code.",
     ("log", "level"): '"debug", "info", "warning" or "error".',
     ("log", "file"): "Log file. Empty: standard error (the journal under systemd).",
+    ("cdr", "source"): 'Where to read CDR: "" (no recovery), "csv" (cdr_csv\'s Master.csv; '
+    'needs loguniqueid and newcdrcolumns) or "mysql" (a cdr table, e.g. FreePBX\'s).',
+    ("cdr", "csv_path"): "cdr_csv's Master.csv; pinc only reads it.",
+    ("cdr", "mysql_host"): "MySQL/MariaDB server holding the cdr table.",
+    ("cdr", "mysql_port"): "Its TCP port.",
+    ("cdr", "mysql_user"): "A user that may SELECT from the cdr table.",
+    ("cdr", "mysql_password"): "That user's password (never logged).",
+    ("cdr", "mysql_database"): "The database (FreePBX: asteriskcdrdb).",
+    ("cdr", "mysql_table"): "The table (FreePBX: cdr).",
+    ("cdr", "timezone"): "Time zone of CDR times (an IANA name). Empty: this host's, which is "
+    "right when pinc runs on the PBX and cdr_csv's usegmtime is off.",
+    ("cdr", "lookback_hours"): "After a long downtime, recover at most this far back "
+    "(pinc backfill --since reaches further).",
+    ("cdr", "timeout"): "Seconds one recovery may take (reading the CDR included).",
 }
 
 

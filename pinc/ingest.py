@@ -209,9 +209,11 @@ class Ingest:
                     case Connected(asterisk_version=version):
                         self.connected = True
                         log.info("ingest: AMI logged in (Asterisk %s); resyncing calls", version)
-                        nursery.start_soon(self._resync)
                         if self.on_login is not None:
-                            nursery.start_soon(self.on_login)
+                            # the CDR recovery, before the resync: a call pinc was killed
+                            # during ends with what the CDR says (pinc/cdr/recovery.py)
+                            await self.on_login()
+                        nursery.start_soon(self._resync)
                     case Disconnected(reason=reason):
                         self.connected = False
                         log.warning("ingest: AMI disconnected (%s)", reason)

@@ -1,14 +1,18 @@
 """``pinc outbox list|retry|drop`` and ``pinc crm lookup``.
 
-The outbox commands work on the journal file directly (WAL lets them run beside a
-running pinc; the worker notices changed rows within its idle poll).
+``list`` reads the journal file (WAL lets it read beside a running pinc). ``retry`` and
+``drop`` change it: while a pinc runs they ask it through its API (it is the journal's
+only writer, and its worker wakes at once); only when none runs do they write the file.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import sqlite3
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -16,6 +20,9 @@ import click
 import trio
 
 from pinc.config import Config
+from pinc.crm import outbox
+from pinc.journal.opening import lock_path
+from pinc.web.local import call_service, running_pinc
 
 
 def _open(config: Config) -> sqlite3.Connection:
@@ -74,56 +81,53 @@ def outbox_list_command(config: Config, *, dead: bool) -> None:
 
 
 def outbox_retry_command(config: Config, ids: list[str]) -> None:
-    """Dead (or waiting) callbacks back to pending, to be tried at once; no ids: all dead."""
-    conn = _open(config)
-    now = time.time()
-    with conn:
-        conn.execute("BEGIN IMMEDIATE")
-        if ids:
-            wanted = _ids(ids)
-            marks = ",".join("?" * len(wanted))
-            heads = conn.execute(
-                f"SELECT call_id, MIN(id) FROM outbox WHERE id IN ({marks}) "
-                "AND state IN ('dead', 'pending') GROUP BY call_id",
-                wanted,
-            ).fetchall()
-            changed = 0
-            for call_id, first in heads:
-                # the call's later callbacks died with it and must follow it, in order
-                changed += conn.execute(
-                    "UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_at = 0, "
-                    "last_error = NULL, created_at = ? WHERE call_id = ? AND id >= ? "
-                    "AND state IN ('dead', 'pending')",
-                    (now, call_id, first),
-                ).rowcount
-        else:
-            cur = conn.execute(
-                "UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_at = 0, "
-                "last_error = NULL, created_at = ? WHERE state = 'dead' OR state = 'pending'",
-                (now,),
-            )
-            changed = cur.rowcount
-        conn.execute("COMMIT")
-    conn.close()
-    click.echo(f"{changed} callback(s) will be tried again now")
+    """Dead (or waiting) callbacks back to pending, to be tried at once; no ids: all."""
+    wanted = _ids(ids)
+    pid = running_pinc(config)
+    if pid is not None:
+        changed = call_service(config, "/api/outbox/retry", {"ids": wanted}, pid)["changed"]
+        click.echo(f"{changed} callback(s) will be tried again now (by the running pinc, "
+                   f"pid {pid})")
+        return
+    changed = _write(config, lambda conn: outbox.retry(conn, wanted))
+    click.echo(f"{changed} callback(s) will be tried again when pinc starts")
 
 
 def outbox_drop_command(config: Config, ids: list[str]) -> None:
     """Never send these callbacks (state 'dropped'; the rows stay for the record)."""
     wanted = _ids(ids)
-    conn = _open(config)
-    marks = ",".join("?" * len(wanted))
-    with conn:
-        conn.execute("BEGIN IMMEDIATE")
-        cur = conn.execute(
-            f"UPDATE outbox SET state = 'dropped', done_at = ? "
-            f"WHERE id IN ({marks}) AND state IN ('pending', 'dead')",
-            [time.time(), *wanted],
-        )
-        changed = cur.rowcount
-        conn.execute("COMMIT")
-    conn.close()
+    pid = running_pinc(config)
+    if pid is not None:
+        changed = call_service(config, "/api/outbox/drop", {"ids": wanted}, pid)["changed"]
+        click.echo(f"{changed} callback(s) dropped (by the running pinc, pid {pid})")
+        return
+    changed = _write(config, lambda conn: outbox.drop(conn, wanted))
     click.echo(f"{changed} callback(s) dropped")
+
+
+def _write(config: Config, fn: Callable[[sqlite3.Connection], int]) -> int:
+    """Change the journal file itself: only while no pinc runs. Its lock is held
+    meanwhile, so a pinc starting now waits for nothing half-written (it refuses to
+    start and says so; systemd starts it again)."""
+    lock = os.open(lock_path(config.journal_path().absolute()), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(lock)
+        raise click.ClickException("pinc started meanwhile: run the command again") from None
+    conn = _open(config)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            changed = fn(conn)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    finally:
+        conn.close()
+        os.close(lock)  # releases the flock
+    return changed
 
 
 def lookup_command(config: Config, number: str) -> None:

@@ -31,7 +31,6 @@ from pinc.services import Feed, JournalAccess
 
 log = logging.getLogger(__name__)
 
-IDLE_POLL = 10.0  # safety net for rows changed by `pinc outbox retry` from another process
 HEADS_LIMIT = 512  # calls looked at per scheduling pass
 PASS_GAP = 0.01  # seconds between scheduling passes, at least
 STATS_EVERY = 1.0  # backlog metrics refresh while busy, seconds
@@ -134,7 +133,6 @@ class DeliveryWorker:
         self._oldest_age = 0.0
         self._dead = 0
         self.delivered = 0  # callbacks vtiger accepted in this run
-        self.idle_poll = IDLE_POLL
         self._stats_at = -STATS_EVERY
 
     # --- CrmState ------------------------------------------------------------------
@@ -216,11 +214,9 @@ class DeliveryWorker:
         if self._retry_requested:
             self._retry_requested = False
             await self.journal.write(_reset_backoff)
-        next_due = time.time() + self.idle_poll
-        if self._auth_failed and self._auth_row is not None:
-            # `pinc outbox retry` (another process) resets the row that met the failure
-            if await self.journal.read(partial(_was_reset, row_id=self._auth_row)):
-                self.request_retry()
+        # No poll: every change to the outbox comes through this process (a commit of the
+        # journal, or `pinc outbox` through the API, which pokes or request_retry()s).
+        next_due = float("inf")
         if not self._auth_failed:
             heads = await self.journal.read(_heads)
             now = time.time()
@@ -236,7 +232,7 @@ class DeliveryWorker:
                 nursery.start_soon(self._deliver_call, client, call_id)
         if trio.current_time() - self._stats_at >= STATS_EVERY or not self._inflight:
             await self._refresh_stats()
-        with trio.move_on_after(max(0.0, next_due - time.time())):
+        with trio.move_on_at(trio.current_time() + max(0.0, next_due - time.time())):
             await self._wake.wait()
         # coalesce wake-ups: each pass costs a query over the waiting rows
         await trio.sleep(PASS_GAP)
@@ -458,11 +454,6 @@ def _mark_auth(conn: sqlite3.Connection, row_id: int, error: str) -> None:
         "WHERE id = ? AND state = 'pending'",
         (error, row_id),
     )
-
-
-def _was_reset(conn: sqlite3.Connection, row_id: int) -> bool:
-    row = conn.execute("SELECT attempts, state FROM outbox WHERE id = ?", (row_id,)).fetchone()
-    return row is None or row[0] == 0 or row[1] != "pending"
 
 
 def _reset_backoff(conn: sqlite3.Connection) -> None:

@@ -40,7 +40,7 @@ async def ping() -> Response:
     ami = _safe_status(s.ami.status)
     journal = _safe_status(s.journal.status)
     crm = _safe_status(s.crm.status)
-    ingest = _safe_status(s.ingest.health)
+    ingest = _safe_status(lambda: s.ingest.health())
     try:
         live = s.ingest.live_count()
     except Exception:

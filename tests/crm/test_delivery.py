@@ -122,24 +122,67 @@ async def test_auth_failure_pauses_until_retry(vtiger: FakeVtiger, journal: Mini
     assert row is not None and row["callstatus"] == "no-answer"
 
 
-async def test_auth_failure_resumes_after_cli_retry(vtiger: FakeVtiger, journal: MiniJournal,
-                                                    tmp_path: Path) -> None:
-    from pinc.crm.cli import outbox_retry_command
+async def test_cli_retry_and_drop_go_through_the_running_service(
+    vtiger: FakeVtiger, tmp_path: Path
+) -> None:
+    """`pinc outbox retry|drop` while pinc runs: the running pinc (it holds the journal's
+    lock) does the write through its API and its worker acts at once; no poll, no second
+    writer. Afterwards, with pinc stopped, the command writes the file itself."""
+    from click.testing import CliRunner
 
-    config = crm_config(vtiger.port, tmp_path)
+    from pinc.cli import main
+    from pinc.config import replace
+    from pinc.feed import FeedHub
+    from pinc.journal.store import Journal
+    from pinc.services import Services
+    from pinc.web.server import WebServer
+    from tests.web.harness import FakeAmi, FakeIngest, FakeRouter
+
+    port = trio.socket.socket()
+    await port.bind(("127.0.0.1", 0))
+    web_port = port.getsockname()[1]
+    port.close()
+    config = replace(crm_config(vtiger.port, tmp_path),
+                     web={"listen": f"127.0.0.1:{web_port}", "token": "tok-0123456789abcdef"})
+    toml = tmp_path / "pinc.toml"
+    toml.write_text(
+        f'[journal]\npath = "{config.journal.path}"\n'
+        f'[web]\nlisten = "127.0.0.1:{web_port}"\ntoken = "tok-0123456789abcdef"\n'
+    )
     vtiger.secret = "something-else"
+    feed = FeedHub()
+    journal = Journal(config, feed)
     journal.add_batch_hook(make_outbox_hook(config))
-    worker = DeliveryWorker(config, journal, journal.feed)
-    worker.idle_poll = 0.05
-    with trio.fail_after(20):
+    worker = DeliveryWorker(config, journal, feed)
+    services = Services(config=config, ami=FakeAmi(), journal=journal, feed=feed,
+                        ingest=FakeIngest(), router=FakeRouter(), crm=worker)
+
+    def cli(*args: str) -> str:
+        result = CliRunner().invoke(main, ["outbox", *args, "--config", str(toml)])
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    with trio.fail_after(30):
         async with trio.open_nursery() as nursery:
+            await nursery.start(journal.run)
             await nursery.start(worker.run)
+            await nursery.start(WebServer(services).run)
             await journal.submit(inbound_missed())
+            await journal.submit(inbound_missed("c4"))
             await wait_until(lambda: worker.status()["state"] == "auth-failed")
-            head = rows(journal.path)[0]
+            head = rows(Path(config.journal.path))[0]
             assert head["attempts"] == 1 and "Authentication" in head["last_error"]
-            vtiger.secret = config.crm.secret
-            await trio.to_thread.run_sync(outbox_retry_command, config, [])
-            await wait_until(lambda: len(done(journal)) == 3)
+            c4 = [r["id"] for r in rows(Path(config.journal.path)) if r["call_id"] == "c4"]
+            out = await trio.to_thread.run_sync(cli, "drop", *map(str, c4))
+            assert f"{len(c4)} callback(s) dropped (by the running pinc" in out
+            vtiger.secret = config.crm.secret  # the administrator fixes vtiger's side
+            out = await trio.to_thread.run_sync(cli, "retry")
+            assert "by the running pinc" in out
+            await wait_until(lambda: len([r for r in rows(Path(config.journal.path))
+                                          if r["state"] == "done"]) == 3)
             nursery.cancel_scope.cancel()
     assert worker.status()["state"] == "ok"
+    assert vtiger.rows_of("c4") == []
+    # pinc stopped: the command writes the file itself
+    out = CliRunner().invoke(main, ["outbox", "retry", *map(str, c4), "--config", str(toml)])
+    assert out.exit_code == 0 and "when pinc starts" in out.output, out.output

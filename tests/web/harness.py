@@ -91,6 +91,9 @@ class FakeIngest:
     def channels_of(self, call_id: str) -> list[dict[str, str]]:
         return list(self.channels.get(call_id, []))
 
+    def health(self) -> dict[str, Any]:
+        return {"stalled": False, "reason": None, "stalls": 0}
+
 
 class FakeRouter:
     def __init__(self) -> None:
