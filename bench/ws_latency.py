@@ -74,7 +74,8 @@ def build_stream(total: int) -> list[bytes]:
 
 
 def trigger_map(stream: list[bytes], config: Any) -> dict[tuple[str, str, int], int]:
-    """(call_id, change kind, nth of that kind for the call) -> index of the event."""
+    """(linkedid, change kind, nth of that kind for the call) -> index of the event.
+    By linkedid: a live pinc gives calls random ids, the dry run deterministic ones."""
     tracker = Tracker(config.pbx)
     seen: Counter[tuple[str, str]] = Counter()
     out: dict[tuple[str, str, int], int] = {}
@@ -85,8 +86,8 @@ def trigger_map(stream: list[bytes], config: Any) -> dict[tuple[str, str, int], 
         if not isinstance(msg, Message):
             continue
         for change in tracker.feed(msg, None):
-            key = (change.call_id, change.kind)
-            out[(change.call_id, change.kind, seen[key])] = i
+            key = (str(change.call["linkedid"]), change.kind)
+            out[(*key, seen[key])] = i
             seen[key] += 1
     return out
 
@@ -159,7 +160,7 @@ async def client_mode(port: int, clients: int) -> None:
         counts: Counter[tuple[str, str]] = Counter()
         for now, payload in frames[k]:
             msg = json.loads(payload)
-            key = (msg["call_id"], msg["type"])
+            key = (msg["call"]["linkedid"], msg["type"])
             received[k].append([[*key, counts[key]], now])
             counts[key] += 1
     sys.stdout.write(json.dumps(received))
@@ -259,7 +260,7 @@ async def main(
                             raw = await ws.get_message()
                             now = time.perf_counter()
                             msg = json.loads(raw)
-                            key = (msg["call_id"], msg["type"])
+                            key = (msg["call"]["linkedid"], msg["type"])
                             received[k].append(((*key, counts[key]), now))
                             counts[key] += 1
 

@@ -150,7 +150,8 @@ async def _start_services(
         config.crm.url or "off",
     )
     # Last: it freezes what start-up built, then keeps full collections short.
-    await nursery.start(GcPacer().run)
+    if config.runtime.gc_pacing:
+        await nursery.start(GcPacer().run)
     task_status.started(handle)
 
 

@@ -131,6 +131,11 @@ class CdrConfig:
 
 
 @dataclass(frozen=True)
+class RuntimeConfig:
+    gc_pacing: bool = True  # freeze long-lived objects out of full GC passes (short pauses)
+
+
+@dataclass(frozen=True)
 class LogConfig:
     level: str = "info"
     file: str = ""  # empty: standard error
@@ -147,6 +152,7 @@ class Config:
     routing: RoutingConfig = field(default_factory=RoutingConfig)
     log: LogConfig = field(default_factory=LogConfig)
     cdr: CdrConfig = field(default_factory=CdrConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     source: str = "(defaults)"  # where the configuration came from
 
     def journal_path(self) -> Path:
@@ -194,6 +200,7 @@ SECTIONS: dict[str, type[Any]] = {
     "routing": RoutingConfig,
     "log": LogConfig,
     "cdr": CdrConfig,
+    "runtime": RuntimeConfig,
 }
 
 _CHOICES: dict[tuple[str, str], tuple[str, ...]] = {

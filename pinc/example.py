@@ -33,6 +33,7 @@ SECTION_HELP: dict[str, str] = {
     "crm": 'The CRM pinc delivers calls to (vtiger PBXManager / SalesPlatform "Звонки").',
     "routing": "Responsible-manager lookups (AGI and /responsible) and number normalization.",
     "log": "Logging.",
+    "runtime": "Process tuning (docs/performance.md).",
     "cdr": "Calls made while pinc was down, recovered from Asterisk's CDR at every AMI login "
     "(docs/recovery.md).",
 }
@@ -125,6 +126,9 @@ KEY_HELP: dict[tuple[str, str], str] = {
     ("routing", "national_length"): "Digits of a national number without the country code.",
     ("log", "level"): '"debug", "info", "warning" or "error".',
     ("log", "file"): "Log file. Empty: standard error (the journal under systemd).",
+    ("runtime", "gc_pacing"): "Keep the garbage collector's full passes short: freeze what "
+    "survives them, collect everything every 5 minutes (pinc_gc_* metrics). false: Python's "
+    "own collector, untouched.",
     ("cdr", "source"): 'Where to read CDR: "" (no recovery), "csv" (cdr_csv\'s Master.csv; '
     'needs loguniqueid and newcdrcolumns) or "mysql" (a cdr table, e.g. FreePBX\'s).',
     ("cdr", "csv_path"): "cdr_csv's Master.csv; pinc only reads it.",

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import trio
 
@@ -85,11 +85,20 @@ class FeedSubscription:
         await trio.lowlevel.checkpoint()
 
 
+class Listener(Protocol):
+    """Called inside ``publish`` (the journal's task, after the commit): must not wait."""
+
+    def publish(self, changes: Sequence[CallChange]) -> None: ...
+
+    def close(self) -> None: ...
+
+
 class FeedHub:
     """Fan-out of committed changes to any number of bounded subscribers."""
 
     def __init__(self) -> None:
         self._subscribers: list[FeedSubscription] = []
+        self._listeners: list[Listener] = []
         self.published = 0
         self.last_seq = 0  # journal sequence number of the last change published
         self._closed = False
@@ -106,12 +115,25 @@ class FeedHub:
         if sub in self._subscribers:
             self._subscribers.remove(sub)
 
+    def add_listener(self, listener: Listener) -> None:
+        """``listener.publish`` sees every batch as it is published (the websocket fan-out,
+        pinc/web/fanout.py, which encodes each change once for all its clients)."""
+        if self._closed:
+            listener.close()
+        else:
+            self._listeners.append(listener)
+
     def publish(self, changes: Sequence[CallChange]) -> None:
         """Hand committed changes to every subscriber. Never blocks."""
         for sub in self._subscribers:
             for change in changes:
                 sub._offer(change)
         self.published += len(changes)
+        for listener in self._listeners:
+            try:
+                listener.publish(changes)
+            except Exception:  # a listener's bug must not stop the journal
+                log.exception("feed listener %r failed", listener)
 
     def close(self) -> None:
         """End every subscription (shutdown): iterators finish once their queue is empty."""
@@ -119,6 +141,9 @@ class FeedHub:
         for sub in self._subscribers:
             sub._close()
         self._subscribers.clear()
+        for listener in self._listeners:
+            listener.close()
+        self._listeners.clear()
 
     def statistics(self) -> dict[str, Any]:
         return {

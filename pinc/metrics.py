@@ -60,6 +60,17 @@ AUTH_FAILURES = Counter(
 WS_CLIENTS = Gauge("pinc_ws_clients", "Websocket clients connected", registry=REGISTRY)
 FEED_DROPPED = Counter("pinc_feed_dropped", "Changes a slow subscriber missed", registry=REGISTRY)
 
+GC_FREEZES = Counter(
+    "pinc_gc_freezes", "Full collections whose survivors GC pacing froze", registry=REGISTRY
+)
+GC_FULL_PASSES = Counter(
+    "pinc_gc_full_passes", "GC pacing's periodic unfreeze-and-collect passes", registry=REGISTRY
+)
+GC_FROZEN = Gauge(
+    "pinc_gc_frozen_objects", "Objects GC pacing keeps out of the collector's sight",
+    registry=REGISTRY,
+)
+
 AGI_SESSIONS = Counter(
     "pinc_agi_sessions", "FastAGI sessions, by result", ["result"], registry=REGISTRY
 )

@@ -68,3 +68,26 @@ async def test_the_periodic_full_pass_runs_on_its_own() -> None:
                 await trio.sleep(0.01)
         assert pacer.full_passes >= 1
         nursery.cancel_scope.cancel()
+
+
+async def test_gc_pacing_is_a_switch_with_metrics() -> None:
+    from pinc import metrics
+    from pinc.config import Config, replace
+
+    assert Config().runtime.gc_pacing is True
+    off = replace(Config(), runtime={"gc_pacing": False})
+    assert off.runtime.gc_pacing is False
+    pacer = GcPacer(poll=0.01, full_every=3600)
+    before = metrics.GC_FREEZES._value.get()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(pacer.run)
+        assert metrics.GC_FROZEN._value.get() > 0
+        seen = full_collections()
+        gc.collect()
+        with trio.fail_after(5):
+            while pacer.freezes == 0:  # noqa: ASYNC110 (the pacer's own poll)
+                await trio.sleep(0.01)
+        nursery.cancel_scope.cancel()
+    assert full_collections() > seen
+    assert metrics.GC_FREEZES._value.get() == before + pacer.freezes
+    assert metrics.GC_FROZEN._value.get() == 0  # unfrozen when the pacer stops

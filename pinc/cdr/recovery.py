@@ -17,6 +17,7 @@ import sqlite3
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Final
 
 import trio
@@ -32,6 +33,7 @@ log = logging.getLogger(__name__)
 
 SOURCE: Final = "cdr"
 OVERLAP: Final = 120.0  # seconds each window reaches back into the previous one
+SEEN_KEY: Final = "cdr_listening_since"  # meta: the last AMI login's time
 
 
 @dataclass
@@ -92,6 +94,8 @@ class Recovery:
             return
         self.last_error = None
         self._since = login_at - OVERLAP  # from now on the live tracker sees every call
+        # kept for the next start: a pinc that saw no call still knows when it listened
+        await self.journal.write(partial(_set_meta, key=SEEN_KEY, value=str(login_at)))
         if report.recovered or report.completed:
             log.info("CDR recovery: %s", report.summary())
 
@@ -102,7 +106,7 @@ class Recovery:
             raise CdrError("cdr.source is not set: nothing to recover from")
         now = time.time()
         if since is None:
-            last = await self.journal.read(_last_recorded)
+            last = await self.journal.read(_last_seen)
             since = (last - OVERLAP) if last is not None else now
             since = max(since, now - self.config.cdr.lookback_hours * 3600)
         report = Report(since=since)
@@ -171,9 +175,21 @@ def _snapshot(call: Call, held: dict[str, Any] | None) -> dict[str, Any]:
     return data
 
 
-def _last_recorded(conn: sqlite3.Connection) -> float | None:
+def _last_seen(conn: sqlite3.Connection) -> float | None:
+    """The last moment pinc is known to have listened: its last change, or its last login."""
     row = conn.execute("SELECT MAX(recorded_at) FROM events").fetchone()
-    return float(row[0]) if row and row[0] is not None else None
+    seen = [float(row[0])] if row and row[0] is not None else []
+    meta = conn.execute("SELECT value FROM meta WHERE key = ?", (SEEN_KEY,)).fetchone()
+    if meta is not None:
+        try:
+            seen.append(float(meta[0]))
+        except ValueError:
+            pass
+    return max(seen) if seen else None
+
+
+def _set_meta(conn: sqlite3.Connection, key: str, value: str) -> None:
+    conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
 
 
 def _held(conn: sqlite3.Connection, linkedids: Sequence[str], since: float) -> dict[str, Any]:

@@ -19,6 +19,8 @@ import logging
 
 import trio
 
+from pinc import metrics
+
 log = logging.getLogger(__name__)
 
 POLL_SECONDS = 1.0
@@ -46,6 +48,7 @@ class GcPacer:
         # What start-up built (imports, the app, the services) lives as long as pinc.
         gc.collect()
         gc.freeze()
+        metrics.GC_FROZEN.set(gc.get_freeze_count())
         task_status.started()
         last_full = trio.current_time()
         seen = full_collections()
@@ -59,10 +62,13 @@ class GcPacer:
                 elif full_collections() != seen:
                     gc.freeze()
                     self.freezes += 1
+                    metrics.GC_FREEZES.inc()
+                    metrics.GC_FROZEN.set(gc.get_freeze_count())
                     seen = full_collections()
         finally:
             # Hand every object back to the collector (in-process users, tests).
             gc.unfreeze()
+            metrics.GC_FROZEN.set(0)
 
     def full_pass(self) -> int:
         """Unfreeze, collect everything, freeze the survivors: garbage cycles go."""
@@ -71,6 +77,8 @@ class GcPacer:
         gc.freeze()
         self.full_passes += 1
         self.reclaimed += found
+        metrics.GC_FULL_PASSES.inc()
+        metrics.GC_FROZEN.set(gc.get_freeze_count())
         log.debug("gc: full pass found %d garbage objects; %d frozen", found, gc.get_freeze_count())
         return found
 

@@ -141,6 +141,11 @@ async def test_slow_client_dropped_fast_client_gets_everything(
             assert 0 < received < total
 
 
+def ws_clients(env: Env) -> int:
+    fanout = env.services.extras.get("ws_fanout")
+    return fanout.clients() if fanout is not None else 0
+
+
 async def test_client_that_stops_reading_is_cut_by_the_write_deadline(
     nursery: trio.Nursery, tmp_path: Path
 ) -> None:
@@ -149,10 +154,10 @@ async def test_client_that_stops_reading_is_cut_by_the_write_deadline(
     with trio.fail_after(30):
         stuck = await _small_buffer_client(nursery, env.port, f"/ws?token={TOKEN}")
         assert stuck is not None
-        while env.feed.statistics()["subscribers"] < 1:  # noqa: ASYNC110 (polls state another task owns)
+        while ws_clients(env) < 1:  # noqa: ASYNC110 (polls state another task owns)
             await trio.sleep(0.01)
         pad = "y" * 3000
-        while env.feed.statistics()["subscribers"] > 0:  # gone once the deadline cut it
+        while ws_clients(env) > 0:  # gone once the deadline cut it
             env.feed.publish([change("call.ringing", call_dict("z", notes=pad))])
             await trio.sleep(0.005)
 
@@ -243,3 +248,34 @@ async def test_bad_module_ticket_is_refused(env: Env, why: str) -> None:
             pass
     assert info.value.status_code == 401
     assert metrics.AUTH_FAILURES.labels(route="/ws")._value.get() == before + 1
+
+
+async def test_changes_take_the_fast_path_and_are_encoded_once(env: Env) -> None:
+    """The fan-out (pinc/web/fanout.py) reaches into Hypercorn's websocket stream: with the
+    pinned versions it must never fall back to frame-by-frame sends, and one change is
+    encoded once however many clients get it."""
+    from pinc.web import fanout
+
+    before = dict(fanout.STATS)
+    with trio.fail_after(10):
+        async with open_websocket_url(url(env)) as a, open_websocket_url(url(env)) as b:
+            assert (await recv(a))["type"] == (await recv(b))["type"] == "snapshot"
+            env.feed.publish([change("call.ringing", call_dict("fp1"))])
+            got_a, got_b = await a.get_message(), await b.get_message()
+    assert got_a == got_b and json.loads(got_a)["call_id"] == "fp1"
+    assert fanout.STATS["slow_writes"] == before["slow_writes"], "the fast path fell back"
+    assert fanout.STATS["fast_writes"] >= before["fast_writes"] + 2
+    assert fanout.STATS["encoded"] == before["encoded"] + 1
+
+
+def test_text_frames_as_rfc_6455_says() -> None:
+    from wsproto.frame_protocol import FrameProtocol, Opcode
+
+    from pinc.web.fanout import text_frame
+
+    for n in (0, 125, 126, 65535, 65536, 70000):
+        text = "я" * (n // 2) + "a" * (n % 2)
+        reader = FrameProtocol(client=True, extensions=[])
+        reader.receive_bytes(text_frame(text))
+        (frame,) = list(reader.received_frames())
+        assert frame.opcode is Opcode.TEXT and frame.message_finished and frame.payload == text
