@@ -39,8 +39,10 @@ from pinc.ami.link import (
     AmiNotConnected,
     Link,
     LinkLost,
+    OpenStream,
     connect,
     describe,
+    open_tcp,
 )
 from pinc.ami.protocol import (
     NEED_DATA,
@@ -74,8 +76,9 @@ class _Pending:
 class AmiClient:
     """The AMI connection as the rest of pinc sees it (``pinc.services.AmiActions``)."""
 
-    def __init__(self, config: AmiConfig) -> None:
+    def __init__(self, config: AmiConfig, *, open_stream: OpenStream = open_tcp) -> None:
         self.config = config
+        self._open_stream = open_stream  # tests: a trio memory stream instead of TCP
         self._send_events, self.events = trio.open_memory_channel[ClientEvent](
             max(1, config.queue_size)
         )
@@ -219,7 +222,7 @@ class AmiClient:
         """One connection, from connect to its end. Returns True if it ever logged in;
         raises what ended it (unwrapped: the tasks store it rather than raise it)."""
         cfg = self.config
-        link = await connect(cfg)
+        link = await connect(cfg, self._open_stream)
         ended: list[Exception] = []
         try:
             await link.open(cfg.username, cfg.secret, cfg.auth.lower(), cfg.events)

@@ -8,7 +8,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 
 import trio
 
@@ -42,7 +42,7 @@ class LinkLost(Exception):
 class Link:
     """One TCP connection: the stream, its parser, and a write lock."""
 
-    def __init__(self, stream: trio.SocketStream, config: AmiConfig) -> None:
+    def __init__(self, stream: trio.abc.Stream, config: AmiConfig) -> None:
         self.stream = stream
         self.config = config
         self.parser = AMIConnection()
@@ -119,9 +119,16 @@ class Link:
             await self.stream.aclose()
 
 
-async def connect(config: AmiConfig) -> Link:
+OpenStream = Callable[[AmiConfig], Awaitable[trio.abc.Stream]]
+
+
+async def open_tcp(config: AmiConfig) -> trio.abc.Stream:
+    return await trio.open_tcp_stream(config.host, config.port)
+
+
+async def connect(config: AmiConfig, open_stream: OpenStream = open_tcp) -> Link:
     with trio.fail_after(config.connect_timeout):
-        stream = await trio.open_tcp_stream(config.host, config.port)
+        stream = await open_stream(config)
     return Link(stream, config)
 
 

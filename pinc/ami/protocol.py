@@ -296,7 +296,7 @@ class AMIConnection:
             return self._ready[0].offset
         return self._consumed + self._start
 
-    def feed(self, data: bytes) -> None:
+    def feed(self, data: bytes | bytearray) -> None:
         if self._start > 65536 and self._start > len(self._buf) // 2:
             del self._buf[: self._start]
             self._scan -= self._start

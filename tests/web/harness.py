@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import trio
 
 from pinc.ami.events import ListCompleted, Received
@@ -146,6 +147,29 @@ class Env:
             if row is not None and row.get("status") == last.call.get("status"):
                 return
             await trio.sleep(0.01)
+
+
+SENTINEL_NUMBER = "79160000042"
+
+
+async def assert_nothing_reached_ami(env: Env) -> None:
+    """Instead of sleeping to see that no Originate was spawned: one valid click-to-call
+    after the refused requests, and its Originate must be the only action AMI saw. Work
+    spawned earlier runs before work spawned later (the web server's nursery is FIFO),
+    so an Originate of a refused request would have come first."""
+    before = len(env.ami.actions)
+    async with httpx.AsyncClient(base_url=env.base, timeout=10) as http:
+        r = await http.post("/makecall", params={
+            "secret": SECRET, "from": "102", "to": SENTINEL_NUMBER})
+    assert r.text == "Success", r.text
+    with trio.fail_after(10):
+        while len(env.ami.actions) == before:  # noqa: ASYNC110 (the spawned Originate)
+            await trio.sleep(0.01)
+    name, fields = env.ami.actions[before]
+    assert name == "Originate" and ("Exten", SENTINEL_NUMBER) in fields, env.ami.actions
+    assert env.ami.actions[:before] == [], env.ami.actions[:before]
+    notes = [n for n in env.ingest.notes if n[1].get("number") != SENTINEL_NUMBER]
+    assert notes == [], notes
 
 
 def make_config(tmp_path: Path, **sections: dict[str, Any]) -> Config:

@@ -11,7 +11,7 @@ import trio
 
 from pinc import metrics
 from pinc.web.app import create_app
-from tests.web.harness import TOKEN, Env, call_dict, change
+from tests.web.harness import TOKEN, Env, assert_nothing_reached_ami, call_dict, change
 
 
 def _err(r: httpx.Response, status: int, code: str | None = None) -> None:
@@ -153,8 +153,7 @@ async def test_click_to_call_bad_bodies(env: Env, client: httpx.AsyncClient, bod
         "/api/calls", headers={**env.auth, "Content-Type": "application/json"}, content=body
     )
     _err(r, 400, "bad_request")
-    await trio.sleep(0.02)
-    assert env.ami.actions == []
+    await assert_nothing_reached_ami(env)
 
 
 async def test_click_to_call_without_ami(env: Env, client: httpx.AsyncClient) -> None:
