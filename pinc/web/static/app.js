@@ -137,8 +137,11 @@ function tick() {
 // ---- recent calls -----------------------------------------------------------------------
 
 function playButton(call) {
+  // The tracker keeps a recording only for answered calls (never MixMonitor's empty file
+  // of an unanswered one), so a recording is enough: a call answered for less than half a
+  // second has talk 0 and still has its recording.
   const td = el("td");
-  if (!call.recording || !(call.talk > 0)) return td;
+  if (!call.recording) return td;
   const btn = el("button", "play", "▶ Play");
   btn.type = "button";
   btn.title = call.recording;
@@ -166,7 +169,8 @@ function recentRow(call, fresh) {
   const st = el("td");
   st.append(el("span", "pill " + call.status, STATUS_LABEL[call.status] || call.status));
   tr.append(st);
-  tr.append(el("td", "num", call.talk ? clock(call.talk) : "—"), el("td", "num", clock(call.duration)));
+  const answered = call.talk > 0 || Boolean(call.answered_at);
+  tr.append(el("td", "num", answered ? clock(call.talk) : "—"), el("td", "num", clock(call.duration)));
   tr.append(playButton(call));
   return tr;
 }
