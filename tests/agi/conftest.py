@@ -1,10 +1,11 @@
-"""Test doubles for the AGI and routing tests: a CRM, a journal, an AGI client (Asterisk's side)."""
+"""For the AGI and routing tests: a CRM double, the real journal, an AGI client (Asterisk's
+side)."""
 
 from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -12,8 +13,10 @@ import pytest
 import trio
 
 from pinc.agi.server import AgiServer
-from pinc.calls.model import iso
+from pinc.calls.model import CallChange, iso
 from pinc.config import Config, replace
+from pinc.feed import FeedHub
+from pinc.journal.store import Journal
 from pinc.routing import Customer, Router
 
 T = TypeVar("T")
@@ -47,51 +50,49 @@ class FakeCrm:
         return self.customers.get(number)
 
 
-def talks_last_talker(conn: sqlite3.Connection, number: str, since: str) -> str | None:
-    """The journal engineer's ``last_talker`` stand-in, over a one-table schema."""
-    row = conn.execute(
-        "SELECT ext FROM talks WHERE number = ? AND at >= ? ORDER BY at DESC LIMIT 1",
-        (number, since),
-    ).fetchone()
-    return None if row is None else str(row[0])
+class RoutingJournal:
+    """The real journal (pinc.journal.store.Journal on a tmp file), with calls added the
+    way pinc adds them (a committed call.ended) and its reads counted."""
 
+    def __init__(self, inner: Journal) -> None:
+        self.inner = inner
+        self.reads = 0
+        self.added = 0
 
-@dataclass
-class FakeJournal:
-    """JournalAccess.read over a real SQLite file (run inline: safe with the autojump clock)."""
-
-    path: Path
-    reads: int = 0
-    conn: sqlite3.Connection = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.conn = sqlite3.connect(self.path)
-        self.conn.execute("CREATE TABLE talks (number TEXT, ext TEXT, at TEXT)")
-
-    def add(self, number: str, ext: str, at: float) -> None:
-        self.conn.execute("INSERT INTO talks VALUES (?, ?, ?)", (number, ext, iso(at)))
-        self.conn.commit()
+    async def add(self, number: str, ext: str, at: float) -> None:
+        self.added += 1
+        call = {
+            "id": f"r{self.added}", "linkedid": f"{int(at)}.{self.added}",
+            "direction": "inbound", "status": "completed", "from": number,
+            "to": "74951230000", "started_at": iso(at), "answered_at": iso(at + 2),
+            "ended_at": iso(at + 30), "duration": 30, "talk": 28, "answered_by": ext,
+            "legs": [{"ext": ext, "result": "answered"}], "transfers": [], "recording": None,
+        }
+        await self.inner.submit([CallChange("call.ended", call["id"], iso(at + 30) or "", call)])
+        while self.inner.pending():  # noqa: ASYNC110 (the journal's own batch loop)
+            await trio.sleep(0.005)
 
     async def read(
         self, fn: Callable[[sqlite3.Connection], T], *, abandon_on_cancel: bool = False
     ) -> T:
         self.reads += 1
-        await trio.lowlevel.checkpoint()
-        return fn(self.conn)
+        return await self.inner.read(fn, abandon_on_cancel=abandon_on_cancel)
 
     async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        raise NotImplementedError
+        return await self.inner.write(fn)
 
     def add_batch_hook(self, hook: Callable[[sqlite3.Connection, Sequence[Any]], None]) -> None:
-        raise NotImplementedError
+        self.inner.add_batch_hook(hook)
 
     def status(self) -> dict[str, Any]:
-        return {"ok": True}
+        return self.inner.status()
 
 
 @pytest.fixture
-def journal(tmp_path: Path) -> FakeJournal:
-    return FakeJournal(tmp_path / "journal.db")
+async def journal(nursery: trio.Nursery, tmp_path: Path) -> RoutingJournal:
+    inner = Journal(replace(Config(), journal={"path": str(tmp_path / "pinc.db")}), FeedHub())
+    await nursery.start(inner.run)
+    return RoutingJournal(inner)
 
 
 def make_config(**sections: dict[str, Any]) -> Config:
@@ -156,9 +157,10 @@ class Running:
 
 
 async def start(
-    nursery: trio.Nursery, config: Config, crm: FakeCrm | None, journal: FakeJournal | None
+    nursery: trio.Nursery, config: Config, crm: FakeCrm | None,
+    journal: RoutingJournal | None,
 ) -> Running:
-    router = Router(config, crm=crm, journal=journal, last_talker=talks_last_talker)
+    router = Router(config, crm=crm, journal=journal)
     await nursery.start(router.run)
     server = AgiServer(config, router)
     port = await nursery.start(server.run)

@@ -15,7 +15,7 @@ from pinc.services import Responsible
 from .conftest import (
     FIXTURES,
     FakeCrm,
-    FakeJournal,
+    RoutingJournal,
     agi_client,
     environment,
     fixture_environment,
@@ -211,12 +211,12 @@ async def test_trickling_client_closed_at_session_deadline(nursery: trio.Nursery
 
 
 async def test_crm_never_answers_dialplan_gets_answer_in_time(
-    nursery: trio.Nursery, journal: FakeJournal
+    nursery: trio.Nursery, journal: RoutingJournal
 ) -> None:
     """routing.deadline (0.3 s) cuts the lookup well inside the AGI session deadline."""
     crm = FakeCrm()
     crm.never = True
-    journal.add("79161234567", "105", time.time() - 60)
+    await journal.add("79161234567", "105", time.time() - 60)
     config = make_config(agi={"session_timeout": 10.0}, routing={"deadline": 0.3})
     running = await start(nursery, config, crm, journal)
     before = sessions("ok")

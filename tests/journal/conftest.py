@@ -1,14 +1,12 @@
-"""Helpers for the journal tests: configs on tmp_path, calls and changes, a tracker stand-in."""
+"""Helpers for the journal tests: configs on tmp_path, calls and changes."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from pinc.ami.protocol import Message
 from pinc.calls.model import Call, CallChange, Leg, iso
 from pinc.config import Config, replace
 
@@ -63,69 +61,3 @@ def lifecycle(n: int) -> list[CallChange]:
     c.duration, c.talk = 9, 7
     out.append(change("call.ended", c))
     return out
-
-
-class StandInTracker:
-    """A tiny stand-in for pinc.calls.tracker.Tracker (used only until it lands):
-    Newchannel starts a call per Linkedid, Hangup of the first channel ends it."""
-
-    def __init__(self) -> None:
-        self.calls: dict[str, Call] = {}
-        self.restored: list[dict[str, Any]] = []
-        self.resynced: list[Sequence[Message]] = []
-
-    def feed(self, msg: Message, at: float | None = None) -> list[CallChange]:
-        linkedid = msg.get("Linkedid")
-        ts = at or T0
-        if msg.name == "Newchannel" and linkedid and linkedid not in self.calls:
-            c = Call(
-                id="k" + linkedid.replace(".", ""),
-                linkedid=linkedid,
-                started_at=ts,
-                from_number=msg.get("CallerIDNum"),
-            )
-            self.calls[linkedid] = c
-            return [CallChange("call.started", c.id, str(iso(ts)), c.to_dict())]
-        if msg.name == "Hangup" and linkedid in self.calls and msg.get("Uniqueid") == linkedid:
-            c = self.calls.pop(linkedid)
-            c.status, c.ended_at = "missed", ts
-            return [CallChange("call.ended", c.id, str(iso(ts)), c.to_dict())]
-        return []
-
-    def note_originate(
-        self, channel_id: str, *, ext: str, number: str, record_id: str | None, origin: str
-    ) -> None:
-        return None
-
-    def resync(self, channels: Sequence[Message], at: float) -> list[CallChange]:
-        self.resynced.append(channels)
-        alive = {m.get("Linkedid") for m in channels}
-        out = []
-        for linkedid in [k for k in self.calls if k not in alive]:
-            c = self.calls.pop(linkedid)
-            c.status, c.ended_at = "missed", at
-            c.end_reason = "ended while pinc was disconnected"
-            out.append(CallChange("call.ended", c.id, str(iso(at)), c.to_dict()))
-        return out
-
-    def expire(self, at: float) -> list[CallChange]:
-        return []
-
-    def restore(self, calls: Sequence[dict[str, Any]]) -> None:
-        self.restored.extend(calls)
-        for d in calls:
-            self.calls[d["linkedid"]] = Call(
-                id=d["id"], linkedid=d["linkedid"], status=d["status"], from_number=d["from"]
-            )
-
-    def live_calls(self) -> list[Call]:
-        return list(self.calls.values())
-
-    def live_count(self) -> int:
-        return len(self.calls)
-
-    def call_of_extension(self, ext: str) -> str | None:
-        return None
-
-    def channels_of(self, call_id: str) -> list[dict[str, str]]:
-        return []

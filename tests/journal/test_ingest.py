@@ -1,7 +1,7 @@
 """The ingest: AMI events -> tracker -> journal, restore at start, resync after login.
 
-The AMI side is a small in-test source (a bounded channel plus ``action``) and the
-tracker a stand-in from conftest, so these tests pin the ingest's own duties.
+The AMI side is a small in-test source (a bounded channel plus ``action``) behaving as the
+real client does; the tracker and the journal are the real ones.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import trio
 
 from pinc.ami.events import Connected, ListCompleted, Received
 from pinc.ami.protocol import Kind, Message, parse_block
+from pinc.calls.tracker import Tracker
 from pinc.config import Config
 from pinc.feed import FeedHub
 from pinc.ingest import Ingest
@@ -22,7 +23,9 @@ from pinc.journal import queries
 from pinc.journal.store import Journal
 from pinc.services import ActionResult
 
-from .conftest import StandInTracker, call, change
+from .conftest import call, change
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 
 
 def event(name: str, **fields: str) -> Message:
@@ -56,34 +59,46 @@ class Source:
         return {"connected": True}
 
 
+def transcript(name: str) -> list[Message]:
+    from pinc.ami.protocol import AMIConnection
+
+    conn = AMIConnection()
+    conn.feed((FIXTURES / name).read_bytes())
+    return [m for m in conn.messages() if isinstance(m, Message) and m.is_event]
+
+
 async def test_events_become_journal_calls(config: Config, db_path: Path) -> None:
+    """The real tracker behind the ingest: a recorded call, an unknown event among its
+    events, everything in the journal and on the feed, in order."""
     feed = FeedHub()
     journal = Journal(config, feed)
     source = Source()
-    tracker = StandInTracker()
-    ingest = Ingest(config, source, journal, tracker=tracker)
+    ingest = Ingest(config, source, journal)
     sub = feed.subscribe()
-    with trio.fail_after(10):
+    events = transcript("asterisk-pjsip/pjsip_inbound_answered.ami")
+    kinds: list[str] = []
+    with trio.fail_after(20):
         async with trio.open_nursery() as nursery:
             await nursery.start(journal.run)
             await nursery.start(ingest.run)
-            await source.send.send(
-                Received(
-                    event("Newchannel", Linkedid="1.1", Uniqueid="1.1", CallerIDNum="555"), 1.0
-                )
-            )
-            await source.send.send(Received(event("Bogus"), 1.5))
-            await source.send.send(Received(event("Hangup", Linkedid="1.1", Uniqueid="1.1"), 2.0))
-            kinds = [(await sub.receive()).kind for _ in range(2)]  # type: ignore[union-attr]
+            await source.send.send(Received(event("Bogus"), time.time()))
+            for msg in events:
+                await source.send.send(Received(msg, time.time()))
+            while not kinds or kinds[-1] != "call.ended":  # after the Cdr grace
+                got = await sub.receive()
+                assert got is not None
+                kinds.append(got.kind)
             calls, _ = await journal.read(queries.list_calls)
             nursery.cancel_scope.cancel()
-    assert kinds == ["call.started", "call.ended"]
-    assert [(c["id"], c["status"], c["from"]) for c in calls] == [("k11", "missed", "555")]
-    assert ingest.statistics()["events"] == 3
+    assert kinds[0] == "call.started" and "call.answered" in kinds
+    ((call_,),) = (calls,)
+    assert (call_["direction"], call_["status"], call_["from"], call_["answered_by"]) == (
+        "inbound", "completed", "79035550011", "101")
+    assert ingest.statistics()["events"] == len(events) + 1 and ingest.errors == 0
 
 
 async def test_tracker_errors_skip_the_event(config: Config) -> None:
-    class Broken(StandInTracker):
+    class Broken(Tracker):
         def feed(self, msg: Message, at: float | None = None) -> list[Any]:
             if msg.name == "Bad":
                 raise ValueError("tracker bug")
@@ -91,15 +106,14 @@ async def test_tracker_errors_skip_the_event(config: Config) -> None:
 
     journal = Journal(config, FeedHub())
     source = Source()
-    ingest = Ingest(config, source, journal, tracker=Broken())
+    ingest = Ingest(config, source, journal, tracker=Broken(config.pbx))
     with trio.fail_after(10):
         async with trio.open_nursery() as nursery:
             await nursery.start(journal.run)
             await nursery.start(ingest.run)
-            await source.send.send(Received(event("Bad"), 1.0))
-            await source.send.send(
-                Received(event("Newchannel", Linkedid="2.2", Uniqueid="2.2"), 1.0)
-            )
+            await source.send.send(Received(event("Bad"), time.time()))
+            for msg in transcript("asterisk-pjsip/pjsip_inbound_answered.ami"):
+                await source.send.send(Received(msg, time.time()))
             while journal.committed < 1:  # noqa: ASYNC110 (polls the journal)
                 await trio.sleep(0.01)
             nursery.cancel_scope.cancel()
@@ -118,14 +132,14 @@ async def test_restart_restores_then_resyncs_after_login(config: Config, db_path
         feed = FeedHub()
         journal = Journal(config, feed)
         source = Source(live_linkedids=[alive.linkedid])
-        tracker = StandInTracker()
-        ingest = Ingest(config, source, journal, tracker=tracker)
+        ingest = Ingest(config, source, journal)
         sub = feed.subscribe()
         async with trio.open_nursery() as nursery:
             await nursery.start(journal.run)
             await nursery.start(ingest.run)
-            assert sorted(c["id"] for c in tracker.restored) == ["c00001", "c00002"]
-            await source.send.send(Connected("Asterisk 22", 5.0, reconnect=False))
+            assert ingest.restored == 2
+            assert sorted(c["id"] for c in ingest.live_calls()) == ["c00001", "c00002"]
+            await source.send.send(Connected("Asterisk 22", time.time(), reconnect=False))
             ended = await sub.receive()
             live = await journal.read(queries.live_calls)
             gone_now = await journal.read(lambda c: queries.get_call(c, "c00001"))
