@@ -7,6 +7,7 @@ Bearer-token auth (``web.token``), JSON in and out, like the rest of /api.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from datetime import UTC, datetime
@@ -22,7 +23,7 @@ from pinc.web.auth import has_token, refused
 
 log = logging.getLogger(__name__)
 blueprint = Blueprint("admin", __name__, url_prefix="/api")
-MAX_IDS = 10_000
+MAX_IDS = 10_000  # and each id an SQLite integer (below 2**63)
 
 
 @blueprint.before_request
@@ -36,9 +37,13 @@ async def require_token() -> Response | None:
 
 
 async def _body() -> dict[str, Any] | Response:
-    body = await request.get_json(force=True, silent=True)
-    if body is None:
-        body = {}
+    raw = await request.get_data(as_text=False)
+    if not raw.strip():
+        return {}
+    try:
+        body = json.loads(raw)  # bytes: any encoding error is a ValueError here, not a 500
+    except ValueError:
+        return api_error(400, "bad_request", "the body must be JSON (UTF-8)")
     if not isinstance(body, dict):
         return api_error(400, "bad_request", "the body must be a JSON object")
     return body
@@ -49,7 +54,7 @@ def _ids(body: dict[str, Any]) -> list[int] | Response:
     if (
         not isinstance(ids, list)
         or len(ids) > MAX_IDS
-        or not all(isinstance(i, int) and not isinstance(i, bool) and i > 0 for i in ids)
+        or not all(isinstance(i, int) and not isinstance(i, bool) and 0 < i < 2**63 for i in ids)
     ):
         return api_error(400, "bad_request", "ids: a list of outbox ids (positive integers)")
     return ids

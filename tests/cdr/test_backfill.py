@@ -76,3 +76,20 @@ async def test_backfill_while_pinc_runs(nursery: trio.Nursery, tmp_path: Path) -
             r = await http.post("/api/backfill", json={"since": "yesterday"},
                                 headers={"Authorization": f"Bearer {TOKEN}"})
             assert r.status_code == 400 and "ISO 8601" in r.json()["error"]["message"]
+
+
+async def test_admin_routes_refuse_what_is_not_a_json_object(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    sim = AmiSimServer([], secret=AMI_SECRET)
+    handle = await start_stack(nursery, stack_config(tmp_path, await nursery.start(sim.run)))
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{handle.web_port}") as http:
+        for path in ("/api/backfill", "/api/outbox/retry", "/api/outbox/drop"):
+            for body in (b"\xbc\xff", b"[1]", b"{", b'{"ids": [0]}', b'{"ids": "1"}',
+                         b'{"ids": [83319038741170259755008]}'):
+                r = await http.post(path, content=body, headers=auth)
+                assert r.status_code == 400, (path, body, r.text)
+        r = await http.post("/api/backfill", json={"since": "2026-01-01T00:00:00Z"},
+                            headers=auth)
+        assert r.status_code == 409  # cdr.source is not set
