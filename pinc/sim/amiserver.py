@@ -23,6 +23,7 @@ import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
 import trio
@@ -35,6 +36,7 @@ from pinc.ami.protocol import (
     encode_headers,
     parse_block,
 )
+from pinc.sim.mastercsv import MasterCsv
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +143,7 @@ class AmiSimServer:
         port: int = 0,
         replay_on_login: bool = True,
         rate: float | None = None,
+        master_csv: Path | None = None,
     ) -> None:
         self.username = username
         self.secret = secret
@@ -148,6 +151,10 @@ class AmiSimServer:
         self.port = port
         self.replay_on_login = replay_on_login
         self.rate = rate
+        # the CDR a real Asterisk writes meanwhile (pinc/sim/mastercsv.py): tests of the
+        # recovery of calls made while pinc was down
+        self.master_csv = master_csv
+        self._cdr = MasterCsv()
         self.actions: list[tuple[Message, bytes]] = []
         self.logins = 0  # successful logins
         self.auth_types: list[str] = []  # "plain" or "md5", per successful login
@@ -264,6 +271,8 @@ class AmiSimServer:
                 i += 1
             for ev in batch:
                 self._track(ev.message)
+            if self.master_csv is not None:
+                self._write_cdr(batch)
             for session in list(self._sessions):
                 if session.logged_in:
                     data = b"".join(ev.raw for ev in batch if session.wants(ev))
@@ -272,6 +281,16 @@ class AmiSimServer:
             self.replayed += len(batch)
             self._wake()
             await trio.lowlevel.checkpoint()
+
+    def _write_cdr(self, batch: list[_Event]) -> None:
+        lines = []
+        for ev in batch:
+            self._cdr.track(ev.message)
+            if ev.message.name == "Cdr":
+                lines.append(self._cdr.row(ev.message) + "\n")
+        if lines and self.master_csv is not None:
+            with self.master_csv.open("a", encoding="utf-8") as f:
+                f.writelines(lines)
 
     def _gap(self) -> float:
         return 1.0 / self.rate if self.rate else 0.0
