@@ -92,6 +92,10 @@ class Recovery:
             log.warning("CDR recovery failed (%s); tried again at the next AMI login",
                         self.last_error)
             return
+        except Exception as exc:  # a row pinc cannot make sense of must not stop the ingest
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            log.exception("CDR recovery failed unexpectedly; tried again at the next login")
+            return
         self.last_error = None
         self._since = login_at - OVERLAP  # from now on the live tracker sees every call
         # kept for the next start: a pinc that saw no call still knows when it listened

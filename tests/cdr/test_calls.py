@@ -70,3 +70,23 @@ def test_times_in_the_pbx_zone() -> None:
     utc = parse_csv_line(line, UTC)
     assert moscow is not None and utc is not None
     assert utc.start - moscow.start == 3 * 3600 and moscow.end - moscow.start == 7
+
+
+async def test_a_recovery_bug_never_stops_the_ingest(tmp_path: Path) -> None:
+    """on_login runs inline in the ingest: whatever goes wrong is logged, not raised."""
+    from pinc.cdr.recovery import Recovery
+
+    class Broken:
+        def describe(self) -> str:
+            return "broken"
+
+        def rows_since(self, since: float) -> list[object]:
+            raise KeyError("a column nobody expected")
+
+    class NoJournal:
+        async def read(self, fn: object, **_: object) -> None:
+            return None
+
+    recovery = Recovery(Config(), NoJournal(), source=Broken())  # type: ignore[arg-type]
+    await recovery.on_login()
+    assert recovery.last_error is not None and "KeyError" in recovery.last_error
