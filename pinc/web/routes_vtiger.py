@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from functools import partial
 
 import trio
@@ -17,7 +18,7 @@ from quart import Blueprint, Response, request
 
 from pinc.journal import queries
 from pinc.services import Responsible
-from pinc.web import actions, recordings, validate
+from pinc.web import actions, recordings, tickets, validate
 from pinc.web.app import state, text
 from pinc.web.auth import refused, same_secret
 
@@ -99,11 +100,24 @@ async def _recording_response(call_id: str, *, json_errors: bool) -> Response:
 
 @blueprint.route("/recording", methods=["GET"])
 async def recording() -> Response:
+    """One call's recording: with the signed link pinc stored in the CRM (``sig``, plus
+    ``exp`` when minted on demand), or server to server with the CRM secret."""
     params = {k: request.args[k] for k in request.args}
-    if not _secret_ok("/recording", params):
+    call_param = params.get("id") or ""
+    if "sig" in params:
+        try:
+            tickets.check(
+                state().master, tickets.RECORDING, call_param, params.get("exp", "0"),
+                params["sig"], now=time.time(),
+            )
+        except tickets.TicketError as exc:
+            # Unknown call and another call's link answer alike: nothing to enumerate.
+            refused("/recording", request, f"link: {exc}")
+            return text("Forbidden", 403)
+    elif not _secret_ok("/recording", params):
         return text("Authentication Failure", 403)
     try:
-        call_id = validate.call_id(params.get("id"))
+        call_id = validate.call_id(call_param)
     except validate.InvalidInput:
         return text("Bad Request", 400)
     return await _recording_response(call_id, json_errors=False)
