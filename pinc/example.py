@@ -108,6 +108,10 @@ KEY_HELP: dict[tuple[str, str], str] = {
     ("crm", "retry_max"): "Longest retry delay in seconds.",
     ("crm", "dead_letter_hours"): "A callback still failing after this many hours is dead "
     "(see `pinc outbox list --dead`).",
+    ("crm", "allow_from"): "Addresses that may send crm.secret (click-to-call, /transfer, "
+    "/responsible, SalesPlatform's ListenRecord, the module's /ping): IPs, networks "
+    '("10.0.0.0/24") or host names. Empty: loopback plus the addresses of url\'s host. '
+    "The secret from anywhere else, through a proxy or from a browser is refused.",
     ("routing", "deadline"): "Seconds a responsible-manager lookup may take before the "
     "dialplan goes on without an answer.",
     ("routing", "cache_ttl"): "Seconds a found manager is cached.",

@@ -2,7 +2,8 @@
 
 Two credentials guard the HTTP surface:
 - the vtiger secret (``crm.secret``) on the vtiger-compatible endpoints, passed as
-  ``secret=`` like vtiger does;
+  ``secret=`` like vtiger does (or an ``X-Pinc-Secret`` header), accepted only from the
+  CRM's servers (pinc.web.access);
 - the API token (``web.token``) on /api, /ws, /metrics and the dashboard, as
   ``Authorization: Bearer``, the ``pinc_token`` cookie the dashboard sets, or a
   ``token=`` query parameter (websockets and <audio> cannot send headers).
@@ -17,10 +18,12 @@ import logging
 from quart import Request, Websocket
 
 from pinc import metrics
+from pinc.web.access import CrmPeers, from_browser, proxied
 
 log = logging.getLogger(__name__)
 
 COOKIE = "pinc_token"
+SECRET_HEADER = "X-Pinc-Secret"
 
 
 def same_secret(given: str | None, expected: str) -> bool:
@@ -42,6 +45,38 @@ def token_of(req: Request | Websocket) -> str | None:
 
 def has_token(req: Request | Websocket, expected: str) -> bool:
     return same_secret(token_of(req), expected)
+
+
+def secret_of(req: Request | Websocket, params: dict[str, str]) -> str | None:
+    """The CRM secret a request presents: ``secret`` (query or form) or X-Pinc-Secret."""
+    given = params.get("secret")
+    return given if given is not None else req.headers.get(SECRET_HEADER)
+
+
+def crm_secret_ok(
+    route: str, req: Request | Websocket, given: str | None, expected: str, peers: CrmPeers
+) -> bool:
+    """The CRM secret, presented by one of the CRM's servers; refusals counted and logged.
+
+    From any other address, through a proxy or from a browser, the secret is refused
+    without being compared, right or wrong: it has no business there.
+    """
+    if not given:
+        refused(route, req, "missing secret")
+        return False
+    if not peers.allows(req.remote_addr):
+        refused(route, req, "secret from an address outside crm.allow_from")
+        return False
+    if proxied(req.headers):
+        refused(route, req, "secret through a proxy (forwarding headers)")
+        return False
+    if from_browser(req.headers):
+        refused(route, req, "secret from a browser (Origin or Sec-Fetch headers)")
+        return False
+    if same_secret(given, expected):
+        return True
+    refused(route, req, "wrong secret")
+    return False
 
 
 def refused(route: str, req: Request | Websocket, why: str) -> None:

@@ -11,8 +11,17 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from quart import Blueprint, Response, jsonify, request
 
 from pinc import __version__, metrics
-from pinc.web.app import state, text
-from pinc.web.auth import COOKIE, has_token, is_loopback, refused, same_secret
+from pinc.web.app import api_error, state, text
+from pinc.web.auth import (
+    COOKIE,
+    crm_secret_ok,
+    has_token,
+    is_loopback,
+    refused,
+    same_secret,
+    secret_of,
+    token_of,
+)
 
 log = logging.getLogger(__name__)
 blueprint = Blueprint("pages", __name__)
@@ -33,20 +42,54 @@ def _safe_status(fn: Any) -> dict[str, Any]:
         return {"error": True}
 
 
-@blueprint.route("/ping", methods=["GET"])
+def _overall(ami: dict[str, Any], journal: dict[str, Any], crm: dict[str, Any]) -> str:
+    """"ok", or "degraded" when pinc cannot do its job in full right now."""
+    crm_ok = crm.get("state") in ("ok", "disabled", None)
+    healthy = bool(ami.get("connected")) and bool(journal.get("ok")) and crm_ok
+    return "ok" if healthy else "degraded"
+
+
+async def _ping_access() -> bool | Response:
+    """True for the details (the API token, or the CRM secret from the CRM's servers),
+    False for the bare status; a refusal when a credential was presented and failed."""
+    st = state()
+    params = {k: request.args[k] for k in request.args}
+    if request.method == "POST" and request.mimetype == "application/x-www-form-urlencoded":
+        form = await request.form
+        params.update({k: form[k] for k in form if k not in params})
+    given = secret_of(request, params)
+    if given is not None:
+        if crm_secret_ok("/ping", request, given, st.services.config.crm.secret, st.crm_peers):
+            return True
+        return api_error(403, "forbidden", "the secret is refused")
+    if token_of(request) is None:
+        return False
+    if has_token(request, st.token):
+        return True
+    refused("/ping", request, "token")
+    return api_error(401, "unauthorized", "a valid bearer token is required")
+
+
+@blueprint.route("/ping", methods=["GET", "POST"])
 async def ping() -> Response:
     st = state()
     s = st.services
     ami = _safe_status(s.ami.status)
     journal = _safe_status(s.journal.status)
     crm = _safe_status(s.crm.status)
+    overall = _overall(ami, journal, crm)
+    access = await _ping_access()
+    if isinstance(access, Response):
+        return access
+    if not access:
+        return jsonify({"status": overall})
     try:
         live = s.ingest.live_count()
     except Exception:
         live = None
     started = s.started_at or st.started
     body = {
-        "status": "ok",
+        "status": overall,
         "version": __version__,
         "uptime": round(time.time() - started, 3),
         "ami": {

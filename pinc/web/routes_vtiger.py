@@ -20,7 +20,7 @@ from pinc.journal import queries
 from pinc.services import Responsible
 from pinc.web import actions, recordings, tickets, validate
 from pinc.web.app import state, text
-from pinc.web.auth import refused, same_secret
+from pinc.web.auth import crm_secret_ok, refused, secret_of
 
 log = logging.getLogger(__name__)
 blueprint = Blueprint("vtiger", __name__)
@@ -45,10 +45,8 @@ async def _all_params() -> dict[str, str]:
 
 def _secret_ok(route: str, params: dict[str, str]) -> bool:
     st = state()
-    if same_secret(params.get("secret"), st.services.config.crm.secret):
-        return True
-    refused(route, request, "missing secret" if not params.get("secret") else "wrong secret")
-    return False
+    given = secret_of(request, params)
+    return crm_secret_ok(route, request, given, st.services.config.crm.secret, st.crm_peers)
 
 
 @blueprint.route("/makecall", methods=["GET", "POST"])
@@ -104,7 +102,13 @@ async def recording() -> Response:
     ``exp`` when minted on demand), or server to server with the CRM secret."""
     params = {k: request.args[k] for k in request.args}
     call_param = params.get("id") or ""
-    if "sig" in params:
+    if secret_of(request, params) is not None:
+        # SalesPlatform's ListenRecord appends &secret= to the stored (signed) link: the
+        # secret decides, and only from the CRM's servers (a link signed before a key
+        # rotation still plays there).
+        if not _secret_ok("/recording", params):
+            return text("Authentication Failure", 403)
+    elif "sig" in params:
         try:
             tickets.check(
                 state().master, tickets.RECORDING, call_param, params.get("exp", "0"),
@@ -114,8 +118,9 @@ async def recording() -> Response:
             # Unknown call and another call's link answer alike: nothing to enumerate.
             refused("/recording", request, f"link: {exc}")
             return text("Forbidden", 403)
-    elif not _secret_ok("/recording", params):
-        return text("Authentication Failure", 403)
+    else:
+        refused("/recording", request, "no link signature")
+        return text("Forbidden", 403)
     try:
         call_id = validate.call_id(call_param)
     except validate.InvalidInput:

@@ -43,7 +43,7 @@ async def test_replayed_call_streams_from_ringing_to_ended(
         r = await client.get(f"/api/calls/{call['id']}", headers=env.auth)
         assert r.json()["status"] == "completed"
         assert [c["type"] for c in r.json()["changes"]] == kinds
-        r = await client.get("/ping")
+        r = await client.get("/ping", headers=env.auth)
         assert r.json()["live_calls"] == 0
 
 

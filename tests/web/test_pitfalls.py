@@ -104,9 +104,10 @@ async def test_hundreds_of_idle_connections_do_not_stop_ping(env: Env) -> None:
             await trio.aclose_forcefully(s)
 
 
-async def test_ping_has_no_secrets_and_no_auth(env: Env) -> None:
+async def test_ping_has_no_secrets(env: Env) -> None:
     async with httpx.AsyncClient(base_url=env.base) as client:
-        r = await client.get("/ping")
+        assert (await client.get("/ping")).json() == {"status": "ok"}  # no credential
+        r = await client.get("/ping", headers=env.auth)
     assert r.status_code == 200
     body = r.json()
     assert body["status"] == "ok" and body["ami"]["connected"] is True
@@ -178,7 +179,7 @@ async def test_ping_counts_live_calls_without_building_them(env: Env) -> None:
 
     env.ingest.live_calls = refuse  # type: ignore[method-assign]
     async with httpx.AsyncClient(base_url=env.base) as client:
-        r = await client.get("/ping")
+        r = await client.get("/ping", headers=env.auth)
         metrics_text = (await client.get("/metrics")).text
     assert r.status_code == 200 and r.json()["live_calls"] == 3
     assert "pinc_live_calls 3.0" in metrics_text

@@ -193,7 +193,7 @@ async def test_raw_traversal_paths(rec: Env) -> None:
 
 async def test_recording_needs_the_secret_or_token(rec: Env, client: httpx.AsyncClient) -> None:
     r = await client.get("/recording", params={"id": "r1"})
-    assert (r.status_code, r.text) == (403, "Authentication Failure")
+    assert (r.status_code, r.text) == (403, "Forbidden")
     r = await client.get("/recording", params={"id": "r1", "secret": "nope"})
     assert r.status_code == 403
     r = await client.get("/api/calls/r1/recording")
