@@ -74,6 +74,7 @@ class WebConfig:
     ws_queue: int = 256  # per websocket client; a client that falls this far behind is dropped
     metrics_public: bool = False  # /metrics without a token from any address
     max_body: int = 65_536
+    session_hours: float = 12.0  # a dashboard sign-in lasts this long (or until sign-out)
 
 
 @dataclass(frozen=True)

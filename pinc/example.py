@@ -78,13 +78,15 @@ KEY_HELP: dict[tuple[str, str], str] = {
     ("web", "listen"): "host:port of the HTTP server; vtiger and browsers must reach it.",
     ("web", "public_url"): "How vtiger and browsers reach pinc (recording links, the "
     "PBXManager app URL), e.g. http://pbx.example:8099. Empty: derived from listen.",
-    ("web", "token"): "Bearer token for /api, /ws and the dashboard. Empty: generated at "
-    "first start.",
+    ("web", "token"): "Bearer token for /api, /ws, /metrics and the dashboard's sign-in "
+    "(at least 16 characters). Empty: generated at each start (and logged nowhere).",
     ("web", "ws_queue"): "Messages buffered per websocket client; a client this far behind "
     "is told and dropped.",
     ("web", "metrics_public"): "Serve /metrics without a token to any address "
-    "(otherwise: token, or from loopback).",
+    "(otherwise the bearer token is required, from loopback too).",
     ("web", "max_body"): "Largest request body accepted, in bytes.",
+    ("web", "session_hours"): "Hours a dashboard sign-in lasts (until sign-out at most). "
+    "Sessions live in pinc's memory: a restart signs everyone out.",
     ("agi", "listen"): "host:port of the FastAGI server; keep it on loopback on the PBX.",
     ("agi", "session_timeout"): "Seconds a whole AGI session may take (the dialplan waits).",
     ("agi", "read_timeout"): "Seconds to wait for each line from Asterisk.",

@@ -22,6 +22,7 @@ from werkzeug.exceptions import HTTPException
 from pinc import __version__, metrics
 from pinc.services import Services
 from pinc.web.access import LOOPBACK, CrmPeers, literal_peers
+from pinc.web.sessions import Sessions
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,7 @@ class WebState:
     started: float
     # Who may present crm.secret (pinc.web.access); WebServer resolves crm.allow_from.
     crm_peers: CrmPeers = field(default_factory=lambda: CrmPeers(LOOPBACK, "loopback"))
+    sessions: Sessions = field(default_factory=lambda: Sessions(12 * 3600.0))
 
     @property
     def master(self) -> str:
@@ -82,9 +84,14 @@ def create_app(services: Services | None, *, spawn: Spawn | None = None) -> Quar
                 " set web.token to keep API access across restarts"
             )
         crm = services.config.crm
+        # In extras, so `pinc demo` (same process) can mint a one-time sign-in link.
+        sessions = services.extras.get("web_sessions")
+        if not isinstance(sessions, Sessions):
+            sessions = Sessions(services.config.web.session_hours * 3600.0)
+            services.extras["web_sessions"] = sessions
         app.extensions["pinc"] = WebState(
             services, spawn or _no_spawn, token, time.time(),
-            literal_peers(crm.allow_from, crm.url),
+            literal_peers(crm.allow_from, crm.url), sessions,
         )
 
     app.register_blueprint(routes_pages.blueprint)
