@@ -53,6 +53,10 @@ class PbxConfig:
     originate_context: str = "from-internal"
     originate_timeout: float = 30.0
     stale_call_seconds: int = 4 * 3600  # a call with no event this long is closed
+    originate_contexts: tuple[str, ...] = ()  # contexts a request may name; empty: the default
+    dial_patterns: tuple[str, ...] = ()  # numbers pinc may dial; empty: national numbers
+    originate_per_minute_ext: int = 10  # originates and transfers per extension per minute
+    originate_per_minute: int = 120  # ... and in all
 
 
 @dataclass(frozen=True)
@@ -248,6 +252,20 @@ def _validate(where: str, section: str, key: str, value: Any) -> None:
             re.compile(value)
         except re.error as exc:
             raise ConfigError(f"{where}: {section}.{key} is not a valid regex: {exc}") from None
+    if (section, key) == ("pbx", "dial_patterns"):
+        for pattern in value:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ConfigError(
+                    f"{where}: pbx.dial_patterns: {pattern!r} is not a valid regex: {exc}"
+                ) from None
+    if (section, key) == ("pbx", "originate_contexts"):
+        for name in value:
+            if not re.fullmatch(r"[A-Za-z0-9_-]{1,80}", name):
+                raise ConfigError(
+                    f"{where}: pbx.originate_contexts: {name!r} is not a dialplan context name"
+                )
     if (section, key) == ("crm", "allow_from"):
         _check_allow_from(where, value)
     if key in ("url", "public_url") and value and not re.match(r"^https?://[^\s/]+", value):

@@ -66,6 +66,17 @@ KEY_HELP: dict[tuple[str, str], str] = {
     "number (vtiger's outbound context, when it sends none).",
     ("pbx", "originate_timeout"): "Seconds the employee's phone rings on click-to-call.",
     ("pbx", "stale_call_seconds"): "A call with no event for this long is closed (lost events).",
+    ("pbx", "originate_contexts"): "Contexts a click-to-call request may name (vtiger sends "
+    "its outbound context); any other is ignored for originate_context. Empty: "
+    "originate_context alone.",
+    ("pbx", "dial_patterns"): "Regexes (whole match, on the digits) of the numbers pinc "
+    "may dial for click-to-call and transfer to. Empty: national numbers "
+    "([routing] country_code or trunk_prefix, then national_length digits, or those digits "
+    "alone). International or short numbers need a pattern, e.g. ['810\\d{6,15}', "
+    "'1\\d{2}'].",
+    ("pbx", "originate_per_minute_ext"): "Click-to-calls and transfers one extension may "
+    "ask for per minute (more: 429).",
+    ("pbx", "originate_per_minute"): "Click-to-calls and transfers per minute in all.",
     ("journal", "path"): "SQLite file. Empty: /var/lib/pinc/pinc.db if writable, "
     "else ./pinc-data/pinc.db.",
     ("journal", "synchronous"): 'SQLite durability: "normal" (WAL; survives a crash of pinc) '

@@ -20,9 +20,10 @@ from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
 from pinc import __version__, metrics
-from pinc.config import parse_listen
+from pinc.config import Config, parse_listen
 from pinc.services import Services
 from pinc.web.access import LOOPBACK, CrmPeers, literal_peers
+from pinc.web.dialpolicy import DialPolicy
 from pinc.web.origins import STATE_CHANGING, Origins
 from pinc.web.sessions import Sessions
 
@@ -41,6 +42,7 @@ class WebState:
     crm_peers: CrmPeers = field(default_factory=lambda: CrmPeers(LOOPBACK, "loopback"))
     sessions: Sessions = field(default_factory=lambda: Sessions(12 * 3600.0))
     origins: Origins = field(default_factory=lambda: Origins.from_config("", "", ""))
+    policy: DialPolicy = field(default_factory=lambda: DialPolicy(Config()))
 
     @property
     def master(self) -> str:
@@ -128,6 +130,7 @@ def create_app(services: Services | None, *, spawn: Spawn | None = None) -> Quar
         app.extensions["pinc"] = WebState(
             services, spawn or _no_spawn, token, time.time(),
             literal_peers(crm.allow_from, crm.url), sessions, origins,
+            DialPolicy(services.config),
         )
 
     app.register_blueprint(routes_pages.blueprint)
