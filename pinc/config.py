@@ -79,6 +79,7 @@ class WebConfig:
     metrics_public: bool = False  # /metrics without a token from any address
     max_body: int = 65_536
     session_hours: float = 12.0  # a dashboard sign-in lasts this long (or until sign-out)
+    auth_failures_per_minute: int = 20  # failed credentials a client may send; 0: no limit
 
 
 @dataclass(frozen=True)

@@ -96,6 +96,9 @@ KEY_HELP: dict[tuple[str, str], str] = {
     ("web", "metrics_public"): "Serve /metrics without a token to any address "
     "(otherwise the bearer token is required, from loopback too).",
     ("web", "max_body"): "Largest request body accepted, in bytes.",
+    ("web", "auth_failures_per_minute"): "Failed secrets, tokens, links or tickets one "
+    "client may send in a minute; past that it gets 429 (GET /ping apart) until the minute "
+    "has passed. 0: no limit.",
     ("web", "session_hours"): "Hours a dashboard sign-in lasts (until sign-out at most). "
     "Sessions live in pinc's memory: a restart signs everyone out.",
     ("agi", "listen"): "host:port of the FastAGI server; keep it on loopback on the PBX.",
