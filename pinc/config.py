@@ -18,6 +18,30 @@ from typing import Any, get_origin, get_type_hints
 
 DEFAULT_CONFIG_PATH = Path("/etc/pinc/pinc.toml")
 SECRET_KEYS = frozenset({"secret", "token", "access_key"})
+URL_KEYS = frozenset({"url", "public_url"})
+URL_FIELDS = (("crm", "url"), ("web", "public_url"))
+# scheme://user:password@ in any text: the credentials part
+_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@]+@")
+# a PHP 7/8 numeric string: vtiger compares secrets with ==, so "0e1" == "0e999" there
+_PHP_NUMERIC = re.compile(
+    r"[ \t\n\r\v\f]*[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?[ \t\n\r\v\f]*"
+)
+MIN_CRM_SECRET = 12
+MIN_TOKEN = 16
+
+
+def redact_url(text: str) -> str:
+    """``https://user:pass@host/`` -> ``https://***@host/``, in a URL or any text."""
+    return _USERINFO.sub(r"\1***@", text)
+
+
+def _url_password(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    try:
+        return urlsplit(url).password or ""
+    except ValueError:
+        return ""
 
 
 class ConfigError(Exception):
@@ -157,6 +181,8 @@ class Config:
                 value = getattr(section, f.name)
                 if masked and f.name in SECRET_KEYS and value:
                     value = "********"
+                elif masked and f.name in URL_KEYS and isinstance(value, str):
+                    value = redact_url(value)
                 if isinstance(value, tuple):
                     value = list(value)
                 values[f.name] = value
@@ -171,6 +197,8 @@ class Config:
             for f in fields(getattr(self, name))
             if f.name in SECRET_KEYS
         ]
+        # a password inside a URL (https://user:pass@crm.example/) is a secret too
+        found += [_url_password(getattr(getattr(self, n), k)) for n, k in URL_FIELDS]
         return [s for s in found if s]
 
 
@@ -377,3 +405,28 @@ def replace(config: Config, **sections: Mapping[str, Any]) -> Config:
         for name, values in sections.items()
     }
     return dataclasses.replace(config, **changes)
+
+
+def weak_secrets(config: Config) -> list[str]:
+    """What pinc refuses to start with, each as a message saying what to do."""
+    how = "generate one with: python3 -c 'import secrets; print(secrets.token_urlsafe(24))'"
+    problems = []
+    secret = config.crm.secret
+    if secret and _PHP_NUMERIC.fullmatch(secret):
+        problems.append(
+            "crm.secret looks like a number to PHP: vtiger compares it with ==, which takes "
+            "two such strings of the same value (\"1e2\" and \"100.0\") as equal, so other "
+            f"values would pass for it. Set a new secret with letters in vtiger and in pinc "
+            f"({how})"
+        )
+    elif secret and len(secret) < MIN_CRM_SECRET:
+        problems.append(
+            f"crm.secret is shorter than {MIN_CRM_SECRET} characters: set a longer one in "
+            f"vtiger and in pinc ({how})"
+        )
+    if config.web.token and len(config.web.token) < MIN_TOKEN:
+        problems.append(
+            f"web.token is shorter than {MIN_TOKEN} characters: set a longer one ({how}), "
+            "or leave it empty to have one generated at each start"
+        )
+    return problems
