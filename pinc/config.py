@@ -115,6 +115,7 @@ class AgiConfig:
     var_responsible: str = "PINC_RESPONSIBLE"
     var_user: str = "PINC_RESPONSIBLE_USER"
     var_customer: str = "PINC_CUSTOMER_NAME"
+    max_sessions_per_peer: int = 500  # concurrent sessions from one address
 
 
 @dataclass(frozen=True)

@@ -104,10 +104,14 @@ KEY_HELP: dict[tuple[str, str], str] = {
     ("agi", "listen"): "host:port of the FastAGI server; keep it on loopback on the PBX.",
     ("agi", "session_timeout"): "Seconds a whole AGI session may take (the dialplan waits).",
     ("agi", "read_timeout"): "Seconds to wait for each line from Asterisk.",
-    ("agi", "max_sessions"): "Concurrent AGI sessions; more are refused at once.",
+    ("agi", "max_sessions"): "Concurrent AGI sessions (see max_sessions_per_peer).",
     ("agi", "var_responsible"): "Channel variable set to the responsible manager's extension.",
     ("agi", "var_user"): "Channel variable set to the responsible manager's CRM user name.",
     ("agi", "var_customer"): "Channel variable set to the customer's name.",
+    ("agi", "max_sessions_per_peer"): "Concurrent AGI sessions from one address. When this "
+    "or max_sessions is reached, a new connection takes the place of the oldest one that "
+    "has not sent its AGI environment yet (idle sockets cannot starve Asterisk); with none "
+    "such, it is refused.",
     ("crm", "profile"): '"vtiger" (stock vtiger 7/8 PBXManager) or "salesplatform" '
     '(SalesPlatform "Звонки").',
     ("crm", "url"): "vtiger's base URL, e.g. https://crm.example/vtigercrm. Empty: no CRM.",
