@@ -20,7 +20,7 @@ from quart import Blueprint, Response, jsonify, request
 from pinc import metrics
 from pinc.calls.model import DIRECTIONS, FINAL_STATUSES, LIVE_STATUSES
 from pinc.journal import queries
-from pinc.web import actions, validate
+from pinc.web import actions, tickets, validate
 from pinc.web.app import api_error, refuse_request, state
 from pinc.web.auth import api_access, has_token, refused, why_refused
 from pinc.web.dialpolicy import PolicyRefused
@@ -31,6 +31,7 @@ blueprint = Blueprint("api", __name__, url_prefix="/api")
 OPENAPI = Path(__file__).with_name("openapi.json")
 _CURSOR = re.compile(r"[A-Za-z0-9_=:.+/-]{1,200}", re.ASCII)
 MAX_LIMIT = 500
+LINK_TTL = 3600  # seconds an on-demand recording link (recording_url) plays
 STATUSES = (*LIVE_STATUSES, *FINAL_STATUSES, "live", "ended")
 
 
@@ -151,9 +152,14 @@ async def get_call(id: str) -> Response:
             call["changes"] = queries.call_changes(conn, checked)
         return call
 
-    call = await state().services.journal.read(read)
+    st = state()
+    call = await st.services.journal.read(read)
     if call is None:
         return api_error(404, "not_found", "no such call")
+    if call.get("recording"):
+        # A link to hand to a browser or a colleague: this recording only, for an hour.
+        query = tickets.recording_query(st.master, checked, int(time.time()) + LINK_TTL)
+        call["recording_url"] = f"{st.services.config.web.public_url.rstrip('/')}/recording?{query}"
     return jsonify(call)
 
 
