@@ -104,6 +104,7 @@ class WebConfig:
     max_body: int = 65_536
     session_hours: float = 12.0  # a dashboard sign-in lasts this long (or until sign-out)
     auth_failures_per_minute: int = 20  # failed credentials a client may send; 0: no limit
+    hosts: tuple[str, ...] = ()  # more host names pinc answers to (Host header)
 
 
 @dataclass(frozen=True)
@@ -133,6 +134,7 @@ class CrmConfig:
     retry_max: float = 300.0
     dead_letter_hours: float = 72.0
     allow_from: tuple[str, ...] = ()  # who may send crm.secret; empty: loopback + url's host
+    origins: tuple[str, ...] = ()  # the CRM's pages' origins, for /ws with a ticket; empty: url's
 
 
 @dataclass(frozen=True)
@@ -298,6 +300,17 @@ def _validate(where: str, section: str, key: str, value: Any) -> None:
                 )
     if (section, key) == ("crm", "allow_from"):
         _check_allow_from(where, value)
+    if (section, key) == ("crm", "origins"):
+        for origin in value:
+            if not re.fullmatch(r"https?://[^\s/?#@]+/?", origin.strip()):
+                raise ConfigError(
+                    f"{where}: crm.origins entries are origins such as "
+                    f"https://crm.example.com, got {origin!r}"
+                )
+    if (section, key) == ("web", "hosts"):
+        for host in value:
+            if not re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,252})", host.strip()):
+                raise ConfigError(f"{where}: web.hosts entries are host names, got {host!r}")
     if key in ("url", "public_url") and value and not re.match(r"^https?://[^\s/]+", value):
         raise ConfigError(f"{where}: {section}.{key} must be an http(s):// URL, got {value!r}")
     if key == "timezone" and value:

@@ -99,6 +99,9 @@ KEY_HELP: dict[tuple[str, str], str] = {
     ("web", "auth_failures_per_minute"): "Failed secrets, tokens, links or tickets one "
     "client may send in a minute; past that it gets 429 (GET /ping apart) until the minute "
     "has passed. 0: no limit.",
+    ("web", "hosts"): "More host names pinc answers to, besides IP addresses, localhost and "
+    "the hosts of public_url and listen (e.g. the internal name vtiger's server uses). A "
+    "request naming any other host gets 421 (DNS rebinding).",
     ("web", "session_hours"): "Hours a dashboard sign-in lasts (until sign-out at most). "
     "Sessions live in pinc's memory: a restart signs everyone out.",
     ("agi", "listen"): "host:port of the FastAGI server; keep it on loopback on the PBX.",
@@ -128,6 +131,9 @@ KEY_HELP: dict[tuple[str, str], str] = {
     ("crm", "retry_max"): "Longest retry delay in seconds.",
     ("crm", "dead_letter_hours"): "A callback still failing after this many hours is dead "
     "(see `pinc outbox list --dead`).",
+    ("crm", "origins"): "Origins of the CRM's web pages as browsers reach them "
+    '(e.g. "https://crm.example.com"), allowed to open /ws with a ticket of pinc\'s vtiger '
+    "module (its popup card). Empty: the origin of url.",
     ("crm", "allow_from"): "Addresses that may send crm.secret (click-to-call, /transfer, "
     "/responsible, SalesPlatform's ListenRecord, the module's /ping): IPs, networks "
     '("10.0.0.0/24") or host names. Empty: loopback plus the addresses of url\'s host. '

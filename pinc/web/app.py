@@ -140,7 +140,8 @@ def create_app(services: Services | None, *, spawn: Spawn | None = None) -> Quar
             sessions = Sessions(services.config.web.session_hours * 3600.0)
             services.extras["web_sessions"] = sessions
         web = services.config.web
-        origins = Origins.from_config(web.public_url, parse_listen(web.listen)[0], crm.url)
+        origins = Origins.from_config(web.public_url, parse_listen(web.listen)[0], crm.url,
+                                      hosts=web.hosts, crm_origins=crm.origins)
         app.extensions["pinc"] = WebState(
             services, spawn or _no_spawn, token, time.time(),
             literal_peers(crm.allow_from, crm.url), sessions, origins,
