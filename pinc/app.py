@@ -20,7 +20,7 @@ import trio
 
 from pinc.agi.server import AgiServer
 from pinc.ami.client import AmiClient
-from pinc.config import Config, ConfigError, parse_listen, redact_url, weak_secrets
+from pinc.config import Config, ConfigError, parse_listen, redact_url
 from pinc.crm.delivery import DeliveryWorker
 from pinc.crm.vtiger import VtigerWebservice, make_outbox_hook
 from pinc.feed import FeedHub
@@ -31,6 +31,7 @@ from pinc.runtime.gcpacing import GcPacer
 from pinc.runtime.logs import setup_logging
 from pinc.runtime.pdeathsig import die_with_parent_if_frozen
 from pinc.runtime.timeslice import TimeSlicer
+from pinc.secret_rules import weak_secrets
 from pinc.services import Services
 from pinc.web.server import WebServer
 

@@ -14,7 +14,8 @@ from typing import Any
 import click
 
 from pinc import __version__
-from pinc.config import Config, ConfigError, load_config, weak_secrets
+from pinc.config import Config, ConfigError, load_config
+from pinc.secret_rules import weak_secrets
 
 CONFIG_HELP = "Configuration file (default /etc/pinc/pinc.toml if it exists)."
 

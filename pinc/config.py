@@ -22,12 +22,6 @@ URL_KEYS = frozenset({"url", "public_url"})
 URL_FIELDS = (("crm", "url"), ("web", "public_url"))
 # scheme://user:password@ in any text: the credentials part
 _USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@]+@")
-# a PHP 7/8 numeric string: vtiger compares secrets with ==, so "0e1" == "0e999" there
-_PHP_NUMERIC = re.compile(
-    r"[ \t\n\r\v\f]*[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?[ \t\n\r\v\f]*"
-)
-MIN_CRM_SECRET = 12
-MIN_TOKEN = 16
 
 
 def redact_url(text: str) -> str:
@@ -419,28 +413,3 @@ def replace(config: Config, **sections: Mapping[str, Any]) -> Config:
         for name, values in sections.items()
     }
     return dataclasses.replace(config, **changes)
-
-
-def weak_secrets(config: Config) -> list[str]:
-    """What pinc refuses to start with, each as a message saying what to do."""
-    how = "generate one with: python3 -c 'import secrets; print(secrets.token_urlsafe(24))'"
-    problems = []
-    secret = config.crm.secret
-    if secret and _PHP_NUMERIC.fullmatch(secret):
-        problems.append(
-            "crm.secret looks like a number to PHP: vtiger compares it with ==, which takes "
-            "two such strings of the same value (\"1e2\" and \"100.0\") as equal, so other "
-            f"values would pass for it. Set a new secret with letters in vtiger and in pinc "
-            f"({how})"
-        )
-    elif secret and len(secret) < MIN_CRM_SECRET:
-        problems.append(
-            f"crm.secret is shorter than {MIN_CRM_SECRET} characters: set a longer one in "
-            f"vtiger and in pinc ({how})"
-        )
-    if config.web.token and len(config.web.token) < MIN_TOKEN:
-        problems.append(
-            f"web.token is shorter than {MIN_TOKEN} characters: set a longer one ({how}), "
-            "or leave it empty to have one generated at each start"
-        )
-    return problems

@@ -17,8 +17,9 @@ from click.testing import CliRunner
 
 from pinc.app import run_main
 from pinc.cli import main
-from pinc.config import load_config, redact_url, weak_secrets
+from pinc.config import load_config, redact_url
 from pinc.runtime.logs import setup_logging
+from pinc.secret_rules import weak_secrets
 
 
 def config_of(**sections: dict[str, object]):  # type: ignore[no-untyped-def]
