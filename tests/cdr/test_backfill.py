@@ -83,7 +83,7 @@ async def test_admin_routes_refuse_what_is_not_a_json_object(
 ) -> None:
     sim = AmiSimServer([], secret=AMI_SECRET)
     handle = await start_stack(nursery, stack_config(tmp_path, await nursery.start(sim.run)))
-    auth = {"Authorization": f"Bearer {TOKEN}"}
+    auth = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{handle.web_port}") as http:
         for path in ("/api/backfill", "/api/outbox/retry", "/api/outbox/drop"):
             for body in (b"\xbc\xff", b"[1]", b"{", b'{"ids": [0]}', b'{"ids": "1"}',

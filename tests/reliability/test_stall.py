@@ -24,6 +24,7 @@ from tests.reliability.conftest import record
 from tests.reliability.stack import (
     AMI_SECRET,
     FIXTURES,
+    TOKEN,
     db_rows,
     stack_config,
     start_stack,
@@ -57,7 +58,8 @@ async def test_watchdog_shows_a_stalled_ingest_on_ping(
     journal = handle.journal
     db = config.journal_path()
     url = f"http://127.0.0.1:{handle.web_port}"
-    async with httpx.AsyncClient(base_url=url, timeout=5) as http:
+    async with httpx.AsyncClient(base_url=url, timeout=5,
+                                 headers={"Authorization": f"Bearer {TOKEN}"}) as http:
         with trio.fail_after(60):
             assert (await http.get("/ping")).json()["status"] == "ok"
             await wait_for(lambda: sim.logins >= 1)
