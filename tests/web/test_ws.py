@@ -263,7 +263,10 @@ async def test_changes_take_the_fast_path_and_are_encoded_once(env: Env) -> None
 
     before = dict(fanout.STATS)
     with trio.fail_after(10):
-        async with open_websocket_url(url(env)) as a, open_websocket_url(url(env)) as b:
+        async with (
+            open_websocket_url(url(env), extra_headers=AUTH) as a,
+            open_websocket_url(url(env), extra_headers=AUTH) as b,
+        ):
             assert (await recv(a))["type"] == (await recv(b))["type"] == "snapshot"
             env.feed.publish([change("call.ringing", call_dict("fp1"))])
             got_a, got_b = await a.get_message(), await b.get_message()
