@@ -101,6 +101,9 @@ class CrmConfig:
     retry_min: float = 1.0
     retry_max: float = 300.0
     dead_letter_hours: float = 72.0
+    default_user: str = ""  # CRM user (name or extension) who owns calls nobody else owns
+    fallback_user: str = ""  # CRM user for calls of extensions without one; empty: hold
+    directory_refresh: float = 300.0  # seconds between reads of the CRM's users
 
 
 @dataclass(frozen=True)

@@ -47,9 +47,9 @@ def _when(ts: float | None) -> str:
 
 
 def outbox_list_command(config: Config, *, dead: bool) -> None:
-    """Pending and dead callbacks (or only dead ones), oldest first."""
+    """Pending, held and dead callbacks (or only dead ones), oldest first."""
     conn = _open(config)
-    states = ("dead",) if dead else ("pending", "dead")
+    states = ("dead",) if dead else ("pending", "held", "dead")
     marks = ",".join("?" * len(states))
     rows = conn.execute(
         "SELECT id, call_id, kind, state, attempts, next_attempt_at, created_at, last_error "

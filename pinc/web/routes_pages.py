@@ -55,7 +55,8 @@ async def ping() -> Response:
         },
         "journal": {"ok": bool(journal.get("ok")), "pending": journal.get("pending")},
         "crm": {
-            **_pick(crm, ("state", "backlog", "oldest_age")),
+            **_pick(crm, ("state", "backlog", "oldest_age", "held", "dead", "last_error",
+                          "directory")),
             "enabled": bool(s.config.crm.url),
         },
         "live_calls": live,

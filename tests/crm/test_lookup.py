@@ -11,6 +11,7 @@ from pinc.config import replace
 from pinc.crm.webservice import CrmLookupError, VtigerWebservice
 from pinc.routing import Customer
 from tests.crm.conftest import crm_config
+from tests.crm.fakesalesplatform import FakeSalesPlatform
 from tests.crm.fakevtiger import FakeVtiger
 
 
@@ -90,7 +91,7 @@ async def test_unreachable_crm(tmp_path: Path) -> None:
 
 
 async def test_salesplatform_spagi(nursery: trio.Nursery, tmp_path: Path) -> None:
-    vtiger = FakeVtiger(profile="salesplatform")
+    vtiger = FakeSalesPlatform()
     await nursery.start(vtiger.run)
     config = crm_config(vtiger.port, tmp_path, profile="salesplatform", username="",
                         access_key="")
