@@ -20,7 +20,8 @@ import trio
 
 from pinc.agi.server import AgiServer
 from pinc.ami.client import AmiClient
-from pinc.config import Config, ConfigError, parse_listen
+from pinc.config import Config, ConfigError, parse_listen, with_public_url
+from pinc.crm.customers import CustomerNames
 from pinc.crm.delivery import DeliveryWorker
 from pinc.crm.directory import CrmDirectory
 from pinc.crm.outbox import make_outbox_hook
@@ -71,6 +72,7 @@ class _NoCrm:
 async def serve(config: Config, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
     """Run every service until cancelled; ``task_status.started(ServeHandle)`` once ready."""
 
+    config = with_public_url(config)
     feed = FeedHub()
     journal = Journal(config, feed)
     crm: Any = _NoCrm()
@@ -85,7 +87,8 @@ async def serve(config: Config, *, task_status: Any = trio.TASK_STATUS_IGNORED) 
         journal.add_batch_hook(make_outbox_hook(config, directory))
         owners = Owners(config, directory, router)
         crm = DeliveryWorker(config, journal, feed, directory=directory, owners=owners)
-    crm_parts = _CrmParts(crm, crm_lookup, directory, router)
+    crm_parts = _CrmParts(crm, crm_lookup, directory, router,
+                          CustomerNames(config, crm_lookup, feed))
 
     async with trio.open_nursery() as outer:
         # The journal stops last: shielded from the shutdown that stops the others, so
@@ -110,6 +113,7 @@ class _CrmParts:
     lookup: VtigerWebservice | None
     directory: Directory
     router: Router
+    customers: CustomerNames
 
 
 async def _start_services(
@@ -140,6 +144,7 @@ async def _start_services(
 
     router = crm_parts.router
     await nursery.start(router.run)
+    await nursery.start(crm_parts.customers.run)
     services = Services(
         config=config,
         ami=client,
@@ -149,6 +154,7 @@ async def _start_services(
         router=router,
         crm=crm,
         directory=crm_parts.directory,
+        customers=crm_parts.customers,
         started_at=time.time(),
     )
     handle = ServeHandle(services, journal, feed, ingest, client)
@@ -208,6 +214,7 @@ def run_main(config: Config) -> int:
     die_with_parent_if_frozen()
     try:
         _check_listen(config)
+        config = with_public_url(config)
         trio.run(_main, config)
     except Exception as exc:
         messages = _describe(exc)

@@ -50,7 +50,9 @@ def run(config_path: str | None) -> None:
 
 @main.command()
 @click.option("--config", "config_path", type=click.Path(), help=CONFIG_HELP)
-@click.option("--connect", is_flag=True, help="Also log in to AMI and report the Asterisk version.")
+@click.option(
+    "--connect", is_flag=True, help="Also check AMI and the CRM: a checklist (exit 1 if one fails)."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def check(config_path: str | None, connect: bool, as_json: bool) -> None:
     """Validate the configuration and print it, secrets masked."""
@@ -65,10 +67,10 @@ def check(config_path: str | None, connect: bool, as_json: bool) -> None:
                 click.echo(f"{key} = {json.dumps(value, ensure_ascii=False)}")
             click.echo()
     if connect:
-        from pinc.ami.client import check_connection
+        from pinc.check import connect_checklist
 
-        ok, message = check_connection(config)
-        click.echo(message)
+        ok, checklist = connect_checklist(config)
+        click.echo(checklist)
         if not ok:
             sys.exit(1)
 

@@ -55,13 +55,26 @@ async def ping() -> Response:
         },
         "journal": {"ok": bool(journal.get("ok")), "pending": journal.get("pending")},
         "crm": {
-            **_pick(crm, ("state", "backlog", "oldest_age", "held", "dead", "last_error",
-                          "directory")),
+            **_pick(crm, ("state", "backlog", "oldest_age")),
+            **_crm_details(crm, has_token(request, st.token)),
             "enabled": bool(s.config.crm.url),
         },
         "live_calls": live,
     }
     return jsonify(body)
+
+
+def _crm_details(crm: dict[str, Any], authorized: bool) -> dict[str, Any]:
+    """What the delivery worker adds: calls held back, dead letters, the users directory;
+    with the token also why the CRM is not ok (an answer may quote anything)."""
+    out: dict[str, Any] = {k: crm[k] for k in ("held", "dead") if k in crm}
+    directory = crm.get("directory")
+    if isinstance(directory, dict):
+        keys = ("state", "users", "age", "last_error") if authorized else ("state", "users", "age")
+        out["directory"] = _pick(directory, keys)
+    if authorized and "last_error" in crm:
+        out["last_error"] = crm["last_error"]
+    return out
 
 
 def _refresh_gauges() -> None:

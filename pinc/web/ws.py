@@ -7,8 +7,10 @@ silently wrong picture. A client that stops reading altogether is cut by the
 server's write deadline (see server.py), never slowing the others.
 
 Messages (server -> client): ``{"type": "snapshot", "calls": [...]}`` first, then
-``{"type": "call.started" | ..., "call_id", "at", "data", "call"}``, and
-``{"type": "pong"}`` for a client's ``{"type": "ping"}``.
+``{"type": "call.started" | ..., "call_id", "at", "data", "call"[, "customer"]}``, and
+``{"type": "pong"}`` for a client's ``{"type": "ping"}``. ``customer`` (also on each call
+of a snapshot) is the CRM record of the call's customer when pinc knows it
+(``pinc.crm.customers``).
 """
 
 from __future__ import annotations
@@ -50,12 +52,16 @@ _ENCODED: OrderedDict[int, tuple[CallChange, str]] = OrderedDict()
 _ENCODED_MAX = 4096
 
 
-def encode_change(change: CallChange) -> str:
+def encode_change(change: CallChange, customers: Any = None) -> str:
     key = id(change)
     hit = _ENCODED.get(key)
     if hit is not None and hit[0] is change:  # the change is kept, so its id is not reused
         return hit[1]
-    text = _dumps(change.to_dict())
+    message = change.to_dict()
+    customer = customers.of(change.call) if customers is not None else None
+    if customer:
+        message["customer"] = customer
+    text = _dumps(message)
     _ENCODED[key] = (change, text)
     if len(_ENCODED) > _ENCODED_MAX:
         _ENCODED.popitem(last=False)
@@ -81,10 +87,17 @@ class _Snapshots:
         async with self._lock:
             published = services.feed.statistics().get("published", -2)
             if published != self._published or published < 0:
-                self._calls = await services.journal.read(queries.live_calls)
+                calls = await services.journal.read(queries.live_calls)
+                self._calls = [_with_customer(c, services) for c in calls]
                 self._text = _dumps({"type": "snapshot", "calls": self._calls})
                 self._published = published
             return self._calls, self._text
+
+
+def _with_customer(call: dict[str, Any], services: Any) -> dict[str, Any]:
+    customers = getattr(services, "customers", None)
+    customer = customers.of(call) if customers is not None else None
+    return {**call, "customer": customer} if customer else call
 
 
 def _snapshots(services: Any) -> _Snapshots:
@@ -143,6 +156,7 @@ async def feed() -> Response | None:
 
 async def _forward(sub: Any, ext: str | None) -> None:
     write = _frame_writer()
+    customers = getattr(state().services, "customers", None)
     changes = aiter(sub)
     nowait = getattr(sub, "receive_nowait", None)  # FeedSubscription's; not in the Protocol
     while True:
@@ -160,7 +174,7 @@ async def _forward(sub: Any, ext: str | None) -> None:
         size = 0
         while change is not None:
             if ext is None or actions.involves(change.call, ext):
-                texts.append(encode_change(change))
+                texts.append(encode_change(change, customers))
                 size += len(texts[-1])
             if len(texts) >= BATCH_MAX or size >= BATCH_BYTES:
                 break
