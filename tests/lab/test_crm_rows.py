@@ -21,6 +21,7 @@ SalesPlatform up (see tests/lab/README.md). About 4 minutes per office.
 
 from __future__ import annotations
 
+import http.cookiejar
 import json
 import os
 import re
@@ -29,6 +30,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -145,8 +147,36 @@ def drive(office: Office, out: Path) -> list[str]:
     done = subprocess.run(
         [sys.executable, str(script), "--run-dir", str(office.run_dir), "--out", str(out),
          *names], capture_output=True, text=True, timeout=1200, env=env)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    broken = [n for n in names if not drove_as_intended(out / f"{n}.summary.json")]
+    assert not broken, f"the driver could not play {broken}:\n{done.stdout[-3000:]}"
     return names
+
+
+def drove_as_intended(summary: Path) -> bool:
+    """The driver's own checks passed, save sipp's complaints that the machine is slow
+    (``Overload warning: the minor watchdog timer ... tripped``), which change no call."""
+    try:
+        found = json.loads(summary.read_text())
+    except (OSError, ValueError):
+        return False
+    if found.get("error"):
+        return False
+    for check in found.get("checks", []):
+        if check.get("ok"):
+            continue
+        if check.get("check") == "no unexpected sipp messages" and all(
+                "Overload warning" in line for lines in _sipp_complaints(check.get("detail"))
+                for line in lines):
+            continue
+        return False
+    return True
+
+
+def _sipp_complaints(detail: object) -> list[list[str]]:
+    if isinstance(detail, dict):
+        return [list(map(str, v)) for v in detail.values() if isinstance(v, list)]
+    text = str(detail or "")
+    return [[part] for part in re.findall(r"'([^']*)'", text) if ":" in part]
 
 
 class Ami:
@@ -235,22 +265,46 @@ def outbox(journal: Path, call_id: str) -> list[str]:
 
 def crm_rows(crm: Crm, call_id: str) -> list[dict[str, str]]:
     return crm.sql(
-        "SELECT p.direction, p.callstatus, p.starttime, p.endtime, p.totalduration, "
-        "p.billduration, p.recordingurl, p.customer, p.customertype, p.customernumber, "
-        "u.user_name AS user, o.user_name AS owner FROM vtiger_pbxmanager p "
+        "SELECT p.pbxmanagerid, p.direction, p.callstatus, p.starttime, p.endtime, "
+        "p.totalduration, p.billduration, p.recordingurl, p.customer, p.customertype, "
+        "p.customernumber, u.user_name AS user, o.user_name AS owner FROM vtiger_pbxmanager p "
         "JOIN vtiger_crmentity e ON e.crmid = p.pbxmanagerid AND e.deleted = 0 "
         "LEFT JOIN vtiger_users u ON u.id = p.user LEFT JOIN vtiger_users o ON o.id = e.smownerid "
         f"WHERE p.sourceuuid = '{call_id}' ORDER BY p.pbxmanagerid")
 
 
-def plays(crm: Crm, url: str) -> bool:
+class CrmBrowser:
+    """A signed-in CRM user, as a browser is (cookies, the CSRF token on the POST)."""
+
+    def __init__(self, crm: Crm) -> None:
+        self.base = crm.url.rstrip("/")
+        jar = http.cookiejar.CookieJar()
+        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+        page = self.get("index.php").decode("utf-8", "replace")
+        token = re.search(r"__vtrftk' value=\"([^\"]+)\"", page)
+        assert token, "no CSRF token on the CRM's login page"
+        form = urllib.parse.urlencode({
+            "module": "Users", "action": "Login", "__vtrftk": token.group(1),
+            "username": crm.admin_user, "password": crm.env.get("SP_ADMIN_PASSWORD") or
+            crm.env.get("VTIGER_ADMIN_PASSWORD", "")}).encode()
+        self.opener.open(f"{self.base}/index.php", data=form, timeout=30).read()
+
+    def get(self, path: str) -> bytes:
+        with self.opener.open(f"{self.base}/{path}", timeout=30) as r:
+            return bytes(r.read())
+
+
+def plays(crm: Crm, row: dict[str, str], browser: CrmBrowser | None) -> bool:
     """The recording opens as the CRM opens it: stock vtiger hands the stored link to the
-    browser; SalesPlatform's ListenRecord fetches it with ``&secret=`` appended."""
-    if crm.kind == "salesplatform":
-        url += "&secret=" + urllib.request.quote(crm.secret, safe="")
-    with urllib.request.urlopen(url, timeout=10) as r:
-        body = r.read()
-    return r.status == 200 and body[:4] == b"RIFF" and len(body) > 44
+    browser; SalesPlatform plays it through its ListenRecord action, which fetches the link
+    server-side with ``&secret=`` appended."""
+    if browser is not None:
+        body = browser.get("index.php?module=PBXManager&action=ListenRecord&record="
+                           + row["pbxmanagerid"])
+    else:
+        with urllib.request.urlopen(row["recordingurl"], timeout=10) as r:
+            body = r.read()
+    return body[:4] == b"RIFF" and len(body) > 44
 
 
 def linkedids(transcript: Path) -> set[str]:
@@ -298,7 +352,7 @@ def salesplatform_want(truth: Truth) -> dict[str, str]:
 
 
 def check_call(crm: Crm, journal: Path, name: str, truth: Truth, call: dict[str, Any],
-               problems: list[str]) -> None:
+               problems: list[str], browser: CrmBrowser | None = None) -> None:
     got = crm_rows(crm, call["id"])
     facts = (call["direction"], call["status"], call["from"], call["to"], call["answered_by"])
     want_facts = (truth.direction, truth.status, truth.frm, truth.to, truth.answered_by)
@@ -357,7 +411,7 @@ def check_call(crm: Crm, journal: Path, name: str, truth: Truth, call: dict[str,
                 problems.append(f"{name}: billed {billed} s, the call talked {truth.talk}")
         link = row["recordingurl"] if row["recordingurl"] != "NULL" else ""
         if truth.recording and billed > 0:
-            if not link or not plays(crm, link):
+            if not link or not plays(crm, row, browser):
                 problems.append(f"{name}: no playable recording ({link!r})")
         elif link:
             problems.append(f"{name}: a recording link on a row that did not talk: {link}")
@@ -413,6 +467,7 @@ def test_every_scenario_leaves_the_right_rows(office: Office, tmp_path: Path) ->
         problems: list[str] = []
         for crm, run in runs:
             calls = run.calls("--since", "2h", "--limit", "500")
+            browser = CrmBrowser(crm) if crm.kind == "salesplatform" else None
             for name in names:
                 truth = pjsip_truth(out, name) if office.uses_sip else LOCAL[name]
                 ids = linkedids(out / f"{name}.ami")
@@ -421,7 +476,8 @@ def test_every_scenario_leaves_the_right_rows(office: Office, tmp_path: Path) ->
                 if len(mine) != 1:
                     problems.append(f"{crm.kind} {name}: {len(mine)} calls in pinc's journal")
                     continue
-                check_call(crm, run.journal, f"{crm.kind} {name}", truth, mine[0], problems)
+                check_call(crm, run.journal, f"{crm.kind} {name}", truth, mine[0], problems,
+                           browser)
             for name, at in started.items():
                 mine = [c for c in calls if c["started_at"] >= time.strftime(
                     "%Y-%m-%dT%H:%M:%SZ", time.gmtime(at - 1)) and c["started_at"] <= time.strftime(
@@ -429,6 +485,7 @@ def test_every_scenario_leaves_the_right_rows(office: Office, tmp_path: Path) ->
                 if len(mine) != 1:
                     problems.append(f"{crm.kind} {name}: {len(mine)} calls in pinc's journal")
                     continue
-                check_call(crm, run.journal, f"{crm.kind} {name}", OWN[name], mine[0], problems)
+                check_call(crm, run.journal, f"{crm.kind} {name}", OWN[name], mine[0], problems,
+                           browser)
         checked = len(runs) * (len(names) + len(started))
         assert not problems, f"{len(problems)} of {checked} calls wrong:\n" + "\n".join(problems)
