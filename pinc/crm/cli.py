@@ -74,7 +74,10 @@ def outbox_list_command(config: Config, *, dead: bool) -> None:
 
 
 def outbox_retry_command(config: Config, ids: list[str]) -> None:
-    """Dead (or waiting) callbacks back to pending, to be tried at once; no ids: all dead."""
+    """Dead (or waiting) callbacks back to pending, to be tried at once; no ids: all dead.
+
+    A held call (its extension has no CRM user) goes only when named by id: sent as it
+    was planned, the CRM files it under whoever has that extension by then."""
     conn = _open(config)
     now = time.time()
     with conn:
@@ -84,7 +87,7 @@ def outbox_retry_command(config: Config, ids: list[str]) -> None:
             marks = ",".join("?" * len(wanted))
             heads = conn.execute(
                 f"SELECT call_id, MIN(id) FROM outbox WHERE id IN ({marks}) "
-                "AND state IN ('dead', 'pending') GROUP BY call_id",
+                "AND state IN ('dead', 'pending', 'held') GROUP BY call_id",
                 wanted,
             ).fetchall()
             changed = 0
@@ -93,7 +96,7 @@ def outbox_retry_command(config: Config, ids: list[str]) -> None:
                 changed += conn.execute(
                     "UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_at = 0, "
                     "last_error = NULL, created_at = ? WHERE call_id = ? AND id >= ? "
-                    "AND state IN ('dead', 'pending')",
+                    "AND state IN ('dead', 'pending', 'held')",
                     (now, call_id, first),
                 ).rowcount
         else:
