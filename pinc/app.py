@@ -1,6 +1,7 @@
 """The composition root: every service in one root nursery, started in order.
 
-journal -> AMI client -> ingest -> CRM delivery (if ``crm.url``) -> routing -> AGI -> web.
+journal -> CRM directory (if ``crm.url``) -> AMI client -> ingest -> CRM delivery (if
+``crm.url``) -> routing, customer names -> AGI -> web.
 Each ``nursery.start`` returns only when its service is ready, so the journal is
 open before the first event arrives and the ports are bound before pinc says it
 is ready. Shutdown (SIGTERM, SIGINT) cancels the root nursery; the journal commits
@@ -87,6 +88,7 @@ async def serve(config: Config, *, task_status: Any = trio.TASK_STATUS_IGNORED) 
         journal.add_batch_hook(make_outbox_hook(config, directory))
         owners = Owners(config, directory, router)
         crm = DeliveryWorker(config, journal, feed, directory=directory, owners=owners)
+        directory.on_change(crm.poke)  # held calls of a now-known extension go out at once
     crm_parts = _CrmParts(crm, crm_lookup, directory, router,
                           CustomerNames(config, crm_lookup, feed))
 

@@ -305,7 +305,11 @@ async def _webservice(config: Config, ws: VtigerWebservice, facts: Facts) -> lis
         who = getattr(crm, key)
         if who and not (who in mapped or any(u.user_name == who for u in mapped.values())):
             items.append(Item("fail", f"crm.{key} = {who!r} is no CRM user with an extension"))
-    if not crm.default_user:
+    if not crm.default_user and crm.profile == "salesplatform":
+        items.append(Item("warn", "crm.default_user is empty: a missed call that rang no CRM "
+                                  "user, of a customer no manager is responsible for, leaves "
+                                  "no row in SalesPlatform (its rows belong to users)"))
+    elif not crm.default_user:
         items.append(Item("info", "crm.default_user is empty: missed calls of customers no "
                                   "manager is responsible for stay with the CRM's admin"))
     return items

@@ -6,6 +6,7 @@ running pinc; the worker notices changed rows within its idle poll).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sqlite3
 import time
@@ -140,6 +141,12 @@ def lookup_command(config: Config, number: str) -> None:
         ws = VtigerWebservice(config)
         try:
             customer = await ws.find_customer(number)
+            if customer is not None and not customer.module:
+                # SalesPlatform routes through SPAgi.php (an extension only): the name
+                # comes from the webservice, when pinc has credentials for it
+                named = await ws.describe(number)
+                if named is not None:
+                    customer = dataclasses.replace(named, user_extension=customer.user_extension)
         finally:
             await ws.aclose()
         if customer is None:

@@ -227,8 +227,10 @@ class DeliveryWorker:
         """Name the owner of a call in its waiting rows (once per call, kept on disk)."""
         ext, why = await self.owners.owner_of(str(row.payload.get("_owner") or ""))
         if ext is None:
-            log.info("CRM: call %s has no owner in the CRM (%s): it keeps the CRM's default",
-                     row.call_id, why)
+            # stock vtiger keeps the row with admin; SalesPlatform has no row without a user
+            log.warning("CRM: call %s has no owner in the CRM (%s): %s", row.call_id, why,
+                        "it has no row there" if self.crm.profile == "salesplatform"
+                        else "it stays with the CRM's admin")
         await self.journal.write(
             partial(outbox.set_owner, call_id=row.call_id, ext=ext, why=why)
         )

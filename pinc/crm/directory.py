@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final, Protocol
 
 import trio
@@ -68,6 +68,7 @@ class CrmDirectory:
         self.last_error: str | None = None
         self.reads = 0
         self.failures = 0
+        self._listeners: list[Callable[[], None]] = []
 
     # --- pinc.services.Directory ---------------------------------------------------
 
@@ -107,6 +108,10 @@ class CrmDirectory:
             "last_error": self.last_error,
         }
 
+    def on_change(self, listener: Callable[[], None]) -> None:
+        """Call ``listener`` (no arguments, must not block) whenever the users change."""
+        self._listeners.append(listener)
+
     def refresh_soon(self) -> None:
         """Read the users again now (after an admin changed them)."""
         self._wake.set()
@@ -124,9 +129,11 @@ class CrmDirectory:
         self._all, self._by_ext, self._by_name = list(users), by_ext, by_name
         self._known = True
         self.read_at = time.time()
+        metrics.CRM_DIRECTORY_USERS.set(len(by_ext))
         if changed:
             self.version += 1
-        metrics.CRM_DIRECTORY_USERS.set(len(by_ext))
+            for listener in self._listeners:
+                listener()
 
     async def refresh(self) -> bool:
         """One read; False (and the last good list kept) when the CRM could not be asked."""

@@ -79,6 +79,7 @@ class CrmParts:
         journal.add_batch_hook(make_outbox_hook(config, self.directory))
         self.worker = DeliveryWorker(config, journal, feed, directory=self.directory,
                                      owners=self.owners)
+        self.directory.on_change(self.worker.poke)
 
     async def start(self, nursery: trio.Nursery) -> None:
         await nursery.start(self.directory.run)

@@ -35,7 +35,8 @@ from tests.crm.fakevtiger import FakeVtiger, real_lab_users
 from tests.crm.minijournal import rows
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
-TRANSCRIPTS = sorted(FIXTURES.glob("asterisk-*/*.ami"))
+# the kit's offices, then the shapes recorded on the project's own lab office (#13)
+TRANSCRIPTS = sorted(FIXTURES.glob("asterisk-*/*.ami")) + sorted(FIXTURES.glob("lab/*.ami"))
 USERS = {"101": 5, "102": 6}  # the real lab's CRM users; 103 has none
 CUSTOMERS = {"79161234567": (2, "Contacts", "101"), "79035550011": (4, "Contacts", "102")}
 DEFAULT_USER = "101"  # crm.default_user = manager1
@@ -72,7 +73,12 @@ def expected_facts(path: Path) -> list[tuple[str, str, str | None]] | None:
 
 
 def tracked(config: Config, path: Path) -> list[list[CallChange]]:
-    """The tracker's changes per AMI message, as the ingest would submit them."""
+    """The tracker's changes per AMI message, as the ingest would submit them (for a lab
+    fixture with the recordings folder of the office it was recorded on)."""
+    truth = path.with_name(path.name.replace(".ami", ".truth.json"))
+    if truth.exists():
+        recorded_in = json.loads(truth.read_text())["recordings_dir"]
+        config = replace(config, pbx={"recordings_dir": recorded_in})
     tracker = Tracker(config.pbx)
     data = path.read_bytes()
     chunks = [data[i : i + 4096] for i in range(0, len(data), 4096)]
@@ -164,7 +170,8 @@ def vtiger_row_for(config: Config, call: dict[str, Any],
 
 
 def check_facts(path: Path, calls: list[dict[str, Any]]) -> None:
-    """The calls are what really happened (the tracker's side of the bargain)."""
+    """The calls are what really happened (the tracker's side of the bargain; for the lab
+    fixtures tests/lab_fixtures/test_replay_lab.py compares them field by field)."""
     facts = expected_facts(path)
     got = [(c["direction"], c["status"], c["answered_by"]) for c in calls]
     if facts is not None:
