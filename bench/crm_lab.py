@@ -87,13 +87,15 @@ async def pinc_round(crm: Crm, tmp: Path, calls: int, concurrency: int, tag: str
         await nursery.start(journal.run)
         total = await fill(journal, config, call_ids(tag, calls))
         worker = DeliveryWorker(config, journal, feed)
-        t = time.perf_counter()
-        await nursery.start(worker.run)
-        while worker.delivered < total:
-            if worker.status()["state"] not in ("ok",):
-                raise SystemExit(f"pinc's delivery failed: {worker.status()}")
-            await trio.sleep(0.005)
-        took = time.perf_counter() - t
+        async with trio.open_nursery() as inner:  # the worker stops before the journal
+            t = time.perf_counter()
+            await inner.start(worker.run)
+            while worker.delivered < total:
+                if worker.status()["state"] not in ("ok",):
+                    raise SystemExit(f"pinc's delivery failed: {worker.status()}")
+                await trio.sleep(0.005)
+            took = time.perf_counter() - t
+            inner.cancel_scope.cancel()
         nursery.cancel_scope.cancel()
     return total / took
 

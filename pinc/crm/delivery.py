@@ -236,26 +236,44 @@ class DeliveryWorker:
         )
 
     async def _deliver_call(self, client: httpx.AsyncClient, call_id: str) -> None:
-        """Send one call's waiting callbacks in order until done, failing or paused."""
+        """Send one call's waiting callbacks in order until done, failing or paused; then
+        go on with the next call that is due, so a slot never idles for a scheduling pass
+        while a backlog waits (with a CRM answering in 2 ms, that pass halved the rate)."""
         try:
-            await self._deliver_rows(client, call_id)
+            while await self._deliver_rows(client, call_id) and not self._auth_failed:
+                following = await self._next_due()
+                if following is None:
+                    break
+                self._inflight.discard(call_id)
+                call_id = following
         except Exception as exc:  # a journal error: the row stays pending, tried again later
             log.warning("CRM delivery of call %s paused: %s", call_id, exc)
         finally:
             self._inflight.discard(call_id)
             self.poke()
 
-    async def _deliver_rows(self, client: httpx.AsyncClient, call_id: str) -> None:
+    async def _next_due(self) -> str | None:
+        """A due call nobody delivers yet, now marked in flight; None when there is none."""
+        heads = await self.journal.read(outbox.heads)
+        now = time.time()
+        for call_id, due in heads:
+            if due <= now and call_id not in self._inflight:
+                self._inflight.add(call_id)
+                return call_id
+        return None
+
+    async def _deliver_rows(self, client: httpx.AsyncClient, call_id: str) -> bool:
+        """True once the call has nothing left to send (False: paused, failing, not due)."""
         while not self._auth_failed:
             rows = await self.journal.read(partial(outbox.pending_of, call_id=call_id))
             if not rows:
-                return
+                return True
             if rows[0].needs_owner:
                 await self._resolve_owner(rows[0])
                 continue
             for row in rows:
                 if self._auth_failed or row.next_attempt_at > time.time():
-                    return
+                    return False
                 if row.needs_owner:
                     break  # resolve it first (the loop above), then go on in order
                 # a shutdown waits for the request in flight and its commit (bounded by
@@ -270,7 +288,7 @@ class DeliveryWorker:
                         kept = await self._commit_done(row.id)
                 if outcome.result == "ok":
                     if not kept:
-                        return  # dropped meanwhile by `pinc outbox drop`
+                        return False  # dropped meanwhile by `pinc outbox drop`
                     self.delivered += 1
                     metrics.CRM_CALLBACKS.labels(result="ok").inc()
                     self._note_ok()
@@ -282,9 +300,10 @@ class DeliveryWorker:
                         partial(outbox.mark_auth, row_id=row.id, error=outcome.error)
                     )
                     metrics.CRM_CALLBACKS.labels(result="auth").inc()
-                    return
+                    return False
                 await self._note_failure(row, outcome)
-                return
+                return False
+        return False
 
     async def _commit_done(self, row_id: int) -> bool:
         """Mark a row done; rows answered meanwhile by other calls share the commit.
