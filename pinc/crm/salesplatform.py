@@ -188,7 +188,7 @@ def _owner_row(
                                              "callerid2": OWNER, "_user": OWNER}))
         mapped = sum(s for person, s in talk.items()
                      if parties.is_ext(person) and parties.mapped(person))
-        billable = max(0, v.talk - mapped) or v.talk
+        billable = max(min(1, v.talk), v.talk - mapped)  # someone without a user talked
         block += _row_end(v, OWNER, (NORMAL, None), billable, link)
     else:
         block += _row_end(v, OWNER, (NORMAL, NO_ANSWER), 0, None)
