@@ -21,13 +21,14 @@ import trio
 
 from pinc.agi.server import AgiServer
 from pinc.ami.client import AmiClient
-from pinc.config import Config, ConfigError, parse_listen, with_public_url
+from pinc.config import Config, ConfigError, parse_listen, redact_url
 from pinc.crm.customers import CustomerNames
 from pinc.crm.delivery import DeliveryWorker
 from pinc.crm.directory import CrmDirectory
 from pinc.crm.outbox import make_outbox_hook
 from pinc.crm.owners import Owners
 from pinc.crm.webservice import VtigerWebservice
+from pinc.defaults import with_public_url
 from pinc.feed import FeedHub
 from pinc.ingest import Ingest
 from pinc.journal.store import Journal, JournalError
@@ -36,6 +37,7 @@ from pinc.runtime.gcpacing import GcPacer
 from pinc.runtime.logs import setup_logging
 from pinc.runtime.pdeathsig import die_with_parent_if_frozen
 from pinc.runtime.timeslice import TimeSlicer
+from pinc.secret_rules import weak_secrets
 from pinc.services import Directory, NoDirectory, Services
 from pinc.web.server import WebServer
 
@@ -72,6 +74,9 @@ class _NoCrm:
 
 async def serve(config: Config, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
     """Run every service until cancelled; ``task_status.started(ServeHandle)`` once ready."""
+    problems = weak_secrets(config)
+    if problems:  # before anything listens: a guessable secret must never be served
+        raise StartupError("; ".join(problems))
 
     config = with_public_url(config)
     feed = FeedHub()
@@ -173,7 +178,7 @@ async def _start_services(
         "connected" if ami_status.get("connected") else "not connected yet",
         handle.agi_port,
         handle.web_port,
-        config.crm.url or "off",
+        redact_url(config.crm.url) or "off",
     )
     # Last: it freezes what start-up built, then keeps full collections short.
     await nursery.start(GcPacer().run)

@@ -21,12 +21,13 @@ import httpx
 import trio
 
 from pinc.ami.protocol import NEED_DATA, AMIConnection, Banner, Kind, Message, encode_action
-from pinc.config import Config, ConfigError, public_url_of, with_public_url
+from pinc.config import Config, ConfigError
 from pinc.crm.directory import user_of_record
 from pinc.crm.numbers import is_extension
 from pinc.crm.replies import classify
 from pinc.crm.vtiger import CALLBACK_PATH
 from pinc.crm.webservice import CrmLookupError, VtigerWebservice
+from pinc.defaults import public_url_of, with_public_url
 
 MARKS = {"ok": "[ok]  ", "warn": "[warn]", "fail": "[FAIL]", "info": "[info]"}
 CHECK_STATUS = "PincCheck"  # a callstatus vtiger's PBXManager ignores: nothing is written

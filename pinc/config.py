@@ -18,6 +18,24 @@ from typing import Any, get_origin, get_type_hints
 
 DEFAULT_CONFIG_PATH = Path("/etc/pinc/pinc.toml")
 SECRET_KEYS = frozenset({"secret", "token", "access_key"})
+URL_KEYS = frozenset({"url", "public_url"})
+URL_FIELDS = (("crm", "url"), ("web", "public_url"))
+# scheme://user:password@ in any text: the credentials part
+_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@]+@")
+
+
+def redact_url(text: str) -> str:
+    """``https://user:pass@host/`` -> ``https://***@host/``, in a URL or any text."""
+    return _USERINFO.sub(r"\1***@", text)
+
+
+def _url_password(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    try:
+        return urlsplit(url).password or ""
+    except ValueError:
+        return ""
 
 
 class ConfigError(Exception):
@@ -53,6 +71,10 @@ class PbxConfig:
     originate_context: str = "from-internal"
     originate_timeout: float = 30.0
     stale_call_seconds: int = 4 * 3600  # a call with no event this long is closed
+    originate_contexts: tuple[str, ...] = ()  # contexts a request may name; empty: the default
+    dial_patterns: tuple[str, ...] = ()  # numbers pinc may dial; empty: national numbers
+    originate_per_minute_ext: int = 10  # originates and transfers per extension per minute
+    originate_per_minute: int = 120  # ... and in all
 
 
 @dataclass(frozen=True)
@@ -74,6 +96,9 @@ class WebConfig:
     ws_queue: int = 256  # per websocket client; a client that falls this far behind is dropped
     metrics_public: bool = False  # /metrics without a token from any address
     max_body: int = 65_536
+    session_hours: float = 12.0  # a dashboard sign-in lasts this long (or until sign-out)
+    auth_failures_per_minute: int = 20  # failed credentials a client may send; 0: no limit
+    hosts: tuple[str, ...] = ()  # more host names pinc answers to (Host header)
 
 
 @dataclass(frozen=True)
@@ -85,6 +110,7 @@ class AgiConfig:
     var_responsible: str = "PINC_RESPONSIBLE"
     var_user: str = "PINC_RESPONSIBLE_USER"
     var_customer: str = "PINC_CUSTOMER_NAME"
+    max_sessions_per_peer: int = 500  # concurrent sessions from one address
 
 
 @dataclass(frozen=True)
@@ -101,6 +127,8 @@ class CrmConfig:
     retry_min: float = 1.0
     retry_max: float = 300.0
     dead_letter_hours: float = 72.0
+    allow_from: tuple[str, ...] = ()  # who may send crm.secret; empty: loopback + url's host
+    origins: tuple[str, ...] = ()  # the CRM's pages' origins, for /ws with a ticket; empty: url's
     default_user: str = ""  # CRM user (name or extension) who owns calls nobody else owns
     fallback_user: str = ""  # CRM user for calls of extensions without one; empty: hold
     directory_refresh: float = 300.0  # seconds between reads of the CRM's users
@@ -153,6 +181,8 @@ class Config:
                 value = getattr(section, f.name)
                 if masked and f.name in SECRET_KEYS and value:
                     value = "********"
+                elif masked and f.name in URL_KEYS and isinstance(value, str):
+                    value = redact_url(value)
                 if isinstance(value, tuple):
                     value = list(value)
                 values[f.name] = value
@@ -167,6 +197,8 @@ class Config:
             for f in fields(getattr(self, name))
             if f.name in SECRET_KEYS
         ]
+        # a password inside a URL (https://user:pass@crm.example/) is a secret too
+        found += [_url_password(getattr(getattr(self, n), k)) for n, k in URL_FIELDS]
         return [s for s in found if s]
 
 
@@ -249,6 +281,33 @@ def _validate(where: str, section: str, key: str, value: Any) -> None:
             re.compile(value)
         except re.error as exc:
             raise ConfigError(f"{where}: {section}.{key} is not a valid regex: {exc}") from None
+    if (section, key) == ("pbx", "dial_patterns"):
+        for pattern in value:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ConfigError(
+                    f"{where}: pbx.dial_patterns: {pattern!r} is not a valid regex: {exc}"
+                ) from None
+    if (section, key) == ("pbx", "originate_contexts"):
+        for name in value:
+            if not re.fullmatch(r"[A-Za-z0-9_-]{1,80}", name):
+                raise ConfigError(
+                    f"{where}: pbx.originate_contexts: {name!r} is not a dialplan context name"
+                )
+    if (section, key) == ("crm", "allow_from"):
+        _check_allow_from(where, value)
+    if (section, key) == ("crm", "origins"):
+        for origin in value:
+            if not re.fullmatch(r"https?://[^\s/?#@]+/?", origin.strip()):
+                raise ConfigError(
+                    f"{where}: crm.origins entries are origins such as "
+                    f"https://crm.example.com, got {origin!r}"
+                )
+    if (section, key) == ("web", "hosts"):
+        for host in value:
+            if not re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,252})", host.strip()):
+                raise ConfigError(f"{where}: web.hosts entries are host names, got {host!r}")
     if key in ("url", "public_url") and value and not re.match(r"^https?://[^\s/]+", value):
         raise ConfigError(f"{where}: {section}.{key} must be an http(s):// URL, got {value!r}")
     if key == "timezone" and value:
@@ -261,6 +320,20 @@ def _validate(where: str, section: str, key: str, value: Any) -> None:
                 f"{where}: {section}.{key} must be an IANA time zone such as Europe/Moscow, "
                 f"got {value!r}"
             ) from None
+
+
+def _check_allow_from(where: str, entries: tuple[str, ...]) -> None:
+    import ipaddress
+
+    for entry in entries:
+        try:
+            ipaddress.ip_network(entry.strip(), strict=False)
+        except ValueError:
+            if not re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,252})", entry.strip()):
+                raise ConfigError(
+                    f"{where}: crm.allow_from entries are IP addresses, networks "
+                    f"(10.0.0.0/24) or host names, got {entry!r}"
+                ) from None
 
 
 def parse_listen(value: str, *, where: str = "listen") -> tuple[str, int]:
@@ -344,35 +417,3 @@ def replace(config: Config, **sections: Mapping[str, Any]) -> Config:
     }
     return dataclasses.replace(config, **changes)
 
-
-_WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::", "*"})
-
-
-def public_url_of(config: Config) -> str:
-    """``web.public_url``, else one derived from a ``web.listen`` on one address ("" when
-    pinc listens on every address, or on a port the system picks)."""
-    if config.web.public_url:
-        return config.web.public_url.rstrip("/")
-    host, port = parse_listen(config.web.listen)
-    if host in _WILDCARD_HOSTS or port == 0:
-        return ""
-    return f"http://{f'[{host}]' if ':' in host else host}:{port}"
-
-
-def with_public_url(config: Config) -> Config:
-    """The configuration pinc runs with: with a CRM, ``web.public_url`` is what the CRM's
-    recording links point at, so it is derived from ``web.listen`` when empty, and a
-    listen on every address refuses to start with what to set."""
-    if config.web.public_url or not config.crm.url:
-        return config
-    derived = public_url_of(config)
-    if derived:
-        return replace(config, web={"public_url": derived})
-    if parse_listen(config.web.listen)[1] == 0:
-        return config  # a port picked at bind time (tests): no recording links
-    raise ConfigError(
-        f"{config.source}: web.public_url is empty and web.listen ({config.web.listen}) "
-        "listens on every address, so pinc cannot tell the CRM where its recordings are: "
-        "set web.public_url to the address the CRM's users reach pinc at (e.g. "
-        'public_url = "http://pbx.example.com:8099"), or listen on that one address'
-    )

@@ -351,6 +351,8 @@ class DeliveryWorker:
         except httpx.HTTPError as exc:
             reason = str(exc) or type(exc).__name__
             return Outcome("retry", f"cannot reach {self._url}: {reason}", "unreachable")
+        if self.crm.secret:  # an error page may echo the request: never quote the secret
+            body = body.replace(self.crm.secret, "********")
         return classify(response.status_code, body, self._url)
 
     # --- bookkeeping ---------------------------------------------------------------

@@ -12,7 +12,8 @@ from click.testing import CliRunner
 
 from pinc.check import connect_checklist
 from pinc.cli import main
-from pinc.config import Config, ConfigError, public_url_of, replace, with_public_url
+from pinc.config import Config, ConfigError, replace
+from pinc.defaults import public_url_of, with_public_url
 from pinc.journal.schema import migrate
 from pinc.sim.amiserver import AmiSimServer
 from tests.crm.conftest import crm_config

@@ -27,6 +27,7 @@ from pinc.calls.replay import messages_of
 from pinc.calls.tracker import Tracker
 from pinc.config import Config, replace
 from pinc.crm.callbacks import crm_time
+from pinc.crm.vtiger import recording_link
 from pinc.feed import FeedHub
 from pinc.journal.store import Journal
 from tests.crm.conftest import CrmParts, crm_config, wait_until
@@ -163,7 +164,7 @@ def vtiger_row_for(config: Config, call: dict[str, Any],
         "totalduration": call["duration"],
         "billduration": call["talk"],
         "recordingurl": (
-            f"{config.web.public_url}/recording?id={call['id']}&secret={config.crm.secret}"
+            recording_link(config, call["id"])
             if completed and call["recording"] else None
         ),
     }
@@ -242,7 +243,6 @@ async def test_replay_leaves_salesplatform_rows(nursery: trio.Nursery, tmp_path:
     await nursery.start(crm.run)
     config = replay_config(crm.port, tmp_path, "salesplatform")
     calls = await replay_into(config, path)
-    public = config.web.public_url
     for call in calls:
         if call["direction"] == "internal":
             assert crm.rows_of(call["id"]) == []
@@ -258,7 +258,7 @@ async def test_replay_leaves_salesplatform_rows(nursery: trio.Nursery, tmp_path:
             assert row["customernumber"] == (call["from"] if inbound else call["to"])
             assert row["starttime"] == crm_time(call["started_at"], config.crm.timezone)
             assert row["totalduration"] == call["duration"]
-            has_link = row["recordingurl"] == f"{public}/recording?id={call['id']}"
+            has_link = row["recordingurl"] == recording_link(config, call["id"])
             assert has_link == (row in talkers and bool(call["recording"])), row
             if call["status"] != "completed":
                 assert row["billduration"] == 0
