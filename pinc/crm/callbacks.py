@@ -26,6 +26,7 @@ BUSY: Final = "User busy"
 REJECTED: Final = "Call Rejected"
 ELSEWHERE: Final = "Answered elsewhere"  # SalesPlatform shows it as a status of its own
 NO_ANSWER: Final = "NO ANSWER"
+ANONYMOUS: Final = "anonymous"  # the customer number of an inbound call with no caller id
 CAUSE_ANSWERED_ELSEWHERE: Final = 26
 
 
@@ -111,11 +112,16 @@ def view(change: CallChange, config: Config) -> View:
     raw_customer = str((call.get("from") if direction == "inbound" else call.get("to")) or "")
     employee = call.get("from") if direction == "outbound" else call.get("answered_by")
     cause = call.get("cause")
+    customer = crm_number(raw_customer, crm.number_format, config.routing)
+    if not customer and direction == "inbound":
+        # a withheld caller id: SalesPlatform ignores a DialBegin without a caller, so the
+        # call would leave no row; vtiger shows the word as the customer's number
+        customer = ANONYMOUS
     return View(
         call_id=change.call_id,
         direction=direction,
         status=str(call.get("status") or ""),
-        customer=crm_number(raw_customer, crm.number_format, config.routing),
+        customer=customer,
         raw_customer=raw_customer,
         employee=extension(employee),
         started=crm_time(call.get("started_at") or change.at, crm.timezone),
@@ -200,6 +206,14 @@ def talk_by_person(v: View, is_ext: Callable[[str], bool]) -> dict[str, int]:
                 stop = at
         person = ext if is_ext(ext) else followme.get(ext) or v.employee or ext
         out[person] = out.get(person, 0) + max(0, round(stop - start))
+    last = v.employee
+    if v.completed and last and last not in out:
+        # who talked last never rang (a call pickup, one taken from a parking lot): from
+        # when the call came to them (the transfer to them, else the others' last answer)
+        came = [a for t in v.transfers if extension(t.get("to")) == last
+                and (a := _epoch(t.get("at"))) is not None]
+        start = max(came) if came else answered[-1][0]
+        out[last] = max(0, round(end - start))
     total = sum(out.values())
     if total > v.talk and total:
         # rounding and clock steps: never bill more than the call's own talk

@@ -140,7 +140,7 @@ def vtiger_row_for(config: Config, call: dict[str, Any],
     None when the call must be held back (an extension with no CRM user placed it)."""
     users = USERS if users is None else users
     inbound = call["direction"] == "inbound"
-    number = call["from"] if inbound else call["to"]
+    number = (call["from"] or "anonymous") if inbound else call["to"]
     status = VTIGER_STATUS.get(call["status"], "no-answer")
     completed = status == "completed"
     if inbound:
@@ -255,7 +255,8 @@ async def test_replay_leaves_salesplatform_rows(nursery: trio.Nursery, tmp_path:
         for row in got.values():
             assert row["smownerid"] == row["user"]
             assert row["direction"] == call["direction"]
-            assert row["customernumber"] == (call["from"] if inbound else call["to"])
+            assert row["customernumber"] == ((call["from"] or "anonymous") if inbound
+                                             else call["to"])
             assert row["starttime"] == crm_time(call["started_at"], config.crm.timezone)
             assert row["totalduration"] == call["duration"]
             has_link = row["recordingurl"] == recording_link(config, call["id"])
