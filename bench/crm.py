@@ -30,7 +30,8 @@ sys.path.insert(0, str(ROOT))
 
 from pinc.config import Config, replace  # noqa: E402
 from pinc.crm.delivery import DeliveryWorker  # noqa: E402
-from pinc.crm.vtiger import CALLBACK_PATH, make_outbox_hook  # noqa: E402
+from pinc.crm.outbox import make_outbox_hook  # noqa: E402
+from pinc.crm.vtiger import CALLBACK_PATH  # noqa: E402
 from pinc.feed import FeedHub  # noqa: E402
 from pinc.journal.store import Journal  # noqa: E402
 from tests.crm.scenarios import answered_inbound_changes  # noqa: E402

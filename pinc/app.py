@@ -1,6 +1,7 @@
 """The composition root: every service in one root nursery, started in order.
 
-journal -> AMI client -> ingest -> CRM delivery (if ``crm.url``) -> routing -> AGI -> web.
+journal -> CRM directory (if ``crm.url``) -> AMI client -> ingest -> CRM delivery (if
+``crm.url``) -> routing, customer names -> AGI -> web.
 Each ``nursery.start`` returns only when its service is ready, so the journal is
 open before the first event arrives and the ports are bound before pinc says it
 is ready. Shutdown (SIGTERM, SIGINT) cancels the root nursery; the journal commits
@@ -22,8 +23,13 @@ from pinc.agi.server import AgiServer
 from pinc.ami.client import AmiClient
 from pinc.cdr.recovery import Recovery
 from pinc.config import Config, ConfigError, parse_listen, redact_url
+from pinc.crm.customers import CustomerNames
 from pinc.crm.delivery import DeliveryWorker
-from pinc.crm.vtiger import VtigerWebservice, make_outbox_hook
+from pinc.crm.directory import CrmDirectory
+from pinc.crm.outbox import make_outbox_hook
+from pinc.crm.owners import Owners
+from pinc.crm.webservice import VtigerWebservice
+from pinc.defaults import with_public_url
 from pinc.feed import FeedHub
 from pinc.ingest import Ingest
 from pinc.journal.store import Journal, JournalError
@@ -33,7 +39,7 @@ from pinc.runtime.logs import setup_logging
 from pinc.runtime.pdeathsig import die_with_parent_if_frozen
 from pinc.runtime.timeslice import TimeSlicer
 from pinc.secret_rules import weak_secrets
-from pinc.services import Services
+from pinc.services import Directory, NoDirectory, Services
 from pinc.web.server import WebServer
 
 log = logging.getLogger("pinc.app")
@@ -73,15 +79,24 @@ async def serve(config: Config, *, task_status: Any = trio.TASK_STATUS_IGNORED) 
     if problems:  # before anything listens: a guessable secret must never be served
         raise StartupError("; ".join(problems))
 
+    config = with_public_url(config)
     feed = FeedHub()
     journal = Journal(config, feed)
     crm: Any = _NoCrm()
-    crm_lookup: Any = None
+    crm_lookup: VtigerWebservice | None = None
+    directory: Directory = NoDirectory()
+    router = Router(config, crm=None, journal=journal)
     if config.crm.url:
-        # before the journal starts, so no batch commits without its outbox rows
-        journal.add_batch_hook(make_outbox_hook(config))
-        crm = DeliveryWorker(config, journal, feed)
         crm_lookup = VtigerWebservice(config)
+        directory = CrmDirectory(config, crm_lookup)
+        router = Router(config, crm=crm_lookup, journal=journal)
+        # before the journal starts, so no batch commits without its outbox rows
+        journal.add_batch_hook(make_outbox_hook(config, directory))
+        owners = Owners(config, directory, router)
+        crm = DeliveryWorker(config, journal, feed, directory=directory, owners=owners)
+        directory.on_change(crm.poke)  # held calls of a now-known extension go out at once
+    crm_parts = _CrmParts(crm, crm_lookup, directory, router,
+                          CustomerNames(config, crm_lookup, feed))
 
     async with trio.open_nursery() as outer:
         # The journal stops last: shielded from the shutdown that stops the others, so
@@ -95,9 +110,18 @@ async def serve(config: Config, *, task_status: Any = trio.TASK_STATUS_IGNORED) 
         await outer.start(run_journal)
         try:
             async with trio.open_nursery() as nursery:
-                await _start_services(nursery, config, journal, feed, crm, crm_lookup, task_status)
+                await _start_services(nursery, config, journal, feed, crm_parts, task_status)
         finally:
             journal_scope.cancel()
+
+
+@dataclass
+class _CrmParts:
+    delivery: Any  # DeliveryWorker, or _NoCrm without a CRM
+    lookup: VtigerWebservice | None
+    directory: Directory
+    router: Router
+    customers: CustomerNames
 
 
 async def _start_services(
@@ -105,12 +129,17 @@ async def _start_services(
     config: Config,
     journal: Journal,
     feed: FeedHub,
-    crm: Any,
-    crm_lookup: Any,
+    crm_parts: _CrmParts,
     task_status: Any,
 ) -> None:
+    crm = crm_parts.delivery
     # bulk writers (websockets) give way to everything else
     await nursery.start(TimeSlicer().run)
+
+    if isinstance(crm_parts.directory, CrmDirectory):
+        # the CRM's users before the first call is planned (bounded: a CRM that does not
+        # answer only delays the start by its timeout, and is read again later)
+        await nursery.start(crm_parts.directory.run)
 
     client = AmiClient(config.ami)
     await nursery.start(client.run)
@@ -124,8 +153,9 @@ async def _start_services(
     if config.crm.url:
         await nursery.start(crm.run)
 
-    router = Router(config, crm=crm_lookup, journal=journal)
+    router = crm_parts.router
     await nursery.start(router.run)
+    await nursery.start(crm_parts.customers.run)
     services = Services(
         config=config,
         ami=client,
@@ -134,6 +164,8 @@ async def _start_services(
         ingest=ingest,
         router=router,
         crm=crm,
+        directory=crm_parts.directory,
+        customers=crm_parts.customers,
         started_at=time.time(),
         extras={"recovery": recovery},
     )
@@ -195,6 +227,7 @@ def run_main(config: Config) -> int:
     die_with_parent_if_frozen()
     try:
         _check_listen(config)
+        config = with_public_url(config)
         trio.run(_main, config)
     except Exception as exc:
         messages = _describe(exc)

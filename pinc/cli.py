@@ -51,7 +51,9 @@ def run(config_path: str | None) -> None:
 
 @main.command()
 @click.option("--config", "config_path", type=click.Path(), help=CONFIG_HELP)
-@click.option("--connect", is_flag=True, help="Also log in to AMI and report the Asterisk version.")
+@click.option(
+    "--connect", is_flag=True, help="Also check AMI and the CRM: a checklist (exit 1 if one fails)."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def check(config_path: str | None, connect: bool, as_json: bool) -> None:
     """Validate the configuration and print it, secrets masked."""
@@ -71,10 +73,10 @@ def check(config_path: str | None, connect: bool, as_json: bool) -> None:
     if problems:
         sys.exit(2)
     if connect:
-        from pinc.ami.link import check_connection
+        from pinc.check import connect_checklist
 
-        ok, message = check_connection(config)
-        click.echo(message)
+        ok, checklist = connect_checklist(config)
+        click.echo(checklist)
         if not ok:
             sys.exit(1)
 

@@ -130,6 +130,9 @@ class CrmConfig:
     dead_letter_hours: float = 72.0
     allow_from: tuple[str, ...] = ()  # who may send crm.secret; empty: loopback + url's host
     origins: tuple[str, ...] = ()  # the CRM's pages' origins, for /ws with a ticket; empty: url's
+    default_user: str = ""  # CRM user (name or extension) who owns calls nobody else owns
+    fallback_user: str = ""  # CRM user for calls of extensions without one; empty: hold
+    directory_refresh: float = 300.0  # seconds between reads of the CRM's users
 
 
 @dataclass(frozen=True)
@@ -439,3 +442,4 @@ def replace(config: Config, **sections: Mapping[str, Any]) -> Config:
         for name, values in sections.items()
     }
     return dataclasses.replace(config, **changes)
+

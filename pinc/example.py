@@ -144,6 +144,13 @@ KEY_HELP: dict[tuple[str, str], str] = {
     "/responsible, SalesPlatform's ListenRecord, the module's /ping): IPs, networks "
     '("10.0.0.0/24") or host names. Empty: loopback plus the addresses of url\'s host. '
     "The secret from anywhere else, through a proxy or from a browser is refused.",
+    ("crm", "default_user"): "CRM user (user name or extension) who owns a missed call, or "
+    "one answered by an extension with no CRM user, when the customer has no responsible "
+    "manager. Empty: such calls stay with the CRM's admin.",
+    ("crm", "fallback_user"): "CRM user (user name or extension) the calls of an extension "
+    "with no CRM user are filed under. Empty: they are held back (pinc outbox list).",
+    ("crm", "directory_refresh"): "Seconds between reads of the CRM's users and their "
+    "extensions (needs username and access_key).",
     ("routing", "deadline"): "Seconds a responsible-manager lookup may take before the "
     "dialplan goes on without an answer.",
     ("routing", "cache_ttl"): "Seconds a found manager is cached.",

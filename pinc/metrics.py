@@ -89,3 +89,21 @@ ROUTING_SECONDS = Histogram(
     buckets=(0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0),
     registry=REGISTRY,
 )
+
+CRM_DIRECTORY_USERS = Gauge(
+    "pinc_crm_directory_users", "CRM users with an extension, as last read", registry=REGISTRY
+)
+CRM_DIRECTORY_FAILURES = Counter(
+    "pinc_crm_directory_failures", "Reads of the CRM's users that failed", registry=REGISTRY
+)
+OUTBOX_HELD = Gauge(
+    "pinc_outbox_held_calls",
+    "Calls held back from the CRM: their extension has no CRM user and no fallback is set",
+    registry=REGISTRY,
+)
+CRM_OWNERS = Counter(
+    "pinc_crm_owners",
+    "Owners chosen for missed calls and calls of extensions without a CRM user, by source",
+    ["source"],
+    registry=REGISTRY,
+)

@@ -20,15 +20,17 @@ import trio
 
 from pinc import metrics
 from pinc.calls.model import iso
-from pinc.config import Config, RoutingConfig
+from pinc.config import Config
+from pinc.crm.numbers import normalize_number, number_variants
 from pinc.journal import queries
 from pinc.services import JournalAccess, Responsible
+
+__all__ = ["CrmLookup", "Customer", "Router", "normalize_number", "number_variants"]
 
 log = logging.getLogger(__name__)
 
 MAX_CACHE: Final = 100_000  # numbers remembered; the oldest entry goes first
 MAX_INFLIGHT: Final = 256  # concurrent CRM lookups; beyond it a caller gets no CRM answer
-MAX_DIGITS: Final = 20  # longer is not a phone number (E.164 has at most 15)
 JOURNAL_RESERVE: Final = 0.2  # share of the deadline kept for the journal fallback
 
 LastTalker = Callable[[sqlite3.Connection, str, str], "str | None"]
@@ -49,42 +51,6 @@ class CrmLookup(Protocol):
     async def find_customer(self, number: str) -> Customer | None:
         """The customer with this (normalised) number, or None when the CRM has none."""
         ...
-
-
-def normalize_number(raw: str, routing: RoutingConfig) -> str:
-    """One canonical form per phone number: digits, country code first.
-
-    With country_code "7", trunk_prefix "8" and national_length 10, "8 916 123-45-67",
-    "+7 (916) 123-45-67", "79161234567" and "9161234567" are all "79161234567".
-    Short numbers (extensions) and foreign numbers keep their digits. Anything without
-    digits (``unknown``, ``anonymous``) or absurdly long is "".
-    """
-    text = raw.strip()
-    digits = "".join(ch for ch in text if "0" <= ch <= "9")
-    if not digits or len(digits) > MAX_DIGITS:
-        return ""
-    if text.startswith("+"):
-        return digits
-    cc, trunk, length = routing.country_code, routing.trunk_prefix, routing.national_length
-    if length:
-        if len(digits) == length:
-            return cc + digits
-        if trunk and len(digits) == len(trunk) + length and digits.startswith(trunk):
-            return cc + digits[len(trunk) :]
-    return digits
-
-
-def number_variants(canonical: str, routing: RoutingConfig) -> list[str]:
-    """The forms a normalised number may have been stored in (the journal keeps numbers
-    as the PBX gave them): 79161234567 -> 79161234567, 89161234567, 9161234567."""
-    out = [canonical]
-    cc, trunk, length = routing.country_code, routing.trunk_prefix, routing.national_length
-    if length and cc and len(canonical) == len(cc) + length and canonical.startswith(cc):
-        national = canonical[len(cc) :]
-        if trunk:
-            out.append(trunk + national)
-        out.append(national)
-    return out
 
 
 class _Lookup:

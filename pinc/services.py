@@ -181,6 +181,19 @@ class NoDirectory:
         return []
 
 
+class Customers(Protocol):
+    """Who the customer on a call is (``pinc.crm.customers``), when pinc knows it."""
+
+    def of(self, call: Mapping[str, Any]) -> dict[str, str] | None:
+        """``{"name", "type", "id", "url"}`` of the call's CRM record, or None."""
+        ...
+
+
+class NoCustomers:
+    def of(self, call: Mapping[str, Any]) -> dict[str, str] | None:
+        return None
+
+
 @dataclass
 class Services:
     config: Config
@@ -191,5 +204,6 @@ class Services:
     router: Router
     crm: CrmState
     directory: Directory = field(default_factory=NoDirectory)
+    customers: Customers = field(default_factory=NoCustomers)
     started_at: float = 0.0
     extras: dict[str, Any] = field(default_factory=dict)

@@ -7,6 +7,7 @@ only writer, and its worker wakes at once); only when none runs do they write th
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import json
 import os
@@ -54,9 +55,9 @@ def _when(ts: float | None) -> str:
 
 
 def outbox_list_command(config: Config, *, dead: bool) -> None:
-    """Pending and dead callbacks (or only dead ones), oldest first."""
+    """Pending, held and dead callbacks (or only dead ones), oldest first."""
     conn = _open(config)
-    states = ("dead",) if dead else ("pending", "dead")
+    states = ("dead",) if dead else ("pending", "held", "dead")
     marks = ",".join("?" * len(states))
     rows = conn.execute(
         "SELECT id, call_id, kind, state, attempts, next_attempt_at, created_at, last_error "
@@ -81,7 +82,10 @@ def outbox_list_command(config: Config, *, dead: bool) -> None:
 
 
 def outbox_retry_command(config: Config, ids: list[str]) -> None:
-    """Dead (or waiting) callbacks back to pending, to be tried at once; no ids: all."""
+    """Dead (or waiting) callbacks back to pending, to be tried at once; no ids: all dead.
+
+    A held call (its extension has no CRM user) goes only when named by id: sent as it
+    was planned, the CRM files it under whoever has that extension by then."""
     wanted = _ids(ids)
     pid = running_pinc(config)
     if pid is not None:
@@ -141,6 +145,12 @@ def lookup_command(config: Config, number: str) -> None:
         ws = VtigerWebservice(config)
         try:
             customer = await ws.find_customer(number)
+            if customer is not None and not customer.module:
+                # SalesPlatform routes through SPAgi.php (an extension only): the name
+                # comes from the webservice, when pinc has credentials for it
+                named = await ws.describe(number)
+                if named is not None:
+                    customer = dataclasses.replace(named, user_extension=customer.user_extension)
         finally:
             await ws.aclose()
         if customer is None:

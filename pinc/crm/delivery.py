@@ -11,7 +11,6 @@ state lives in the outbox table, so a restart resumes where the last run stopped
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 import sqlite3
@@ -26,73 +25,18 @@ import trio
 from pinc import metrics
 from pinc.calls.model import CallChange
 from pinc.config import Config
+from pinc.crm import outbox
+from pinc.crm.outbox import Row, fill_owner
+from pinc.crm.owners import Owners
+from pinc.crm.replies import Outcome, classify
 from pinc.crm.vtiger import CALLBACK_PATH, form_params
-from pinc.services import Feed, JournalAccess
+from pinc.services import Directory, Feed, JournalAccess, NoDirectory
 
 log = logging.getLogger(__name__)
 
-HEADS_LIMIT = 512  # calls looked at per scheduling pass
 PASS_GAP = 0.01  # seconds between scheduling passes, at least
 STATS_EVERY = 1.0  # backlog metrics refresh while busy, seconds
 FEED_QUEUE = 1024  # only a wake-up signal: a burst past this is harmless
-
-
-@dataclass(frozen=True)
-class Row:
-    id: int
-    call_id: str
-    kind: str
-    payload: dict[str, Any]
-    attempts: int
-    next_attempt_at: float
-    created_at: float
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What one attempt gave: done, retry later, or the CRM refused our secret."""
-
-    result: str  # ok, retry, auth
-    error: str = ""
-    state: str = "ok"  # the worker state this outcome implies (unreachable, error, ...)
-
-
-def _row(r: sqlite3.Row | tuple[Any, ...]) -> Row:
-    try:
-        payload = json.loads(r[3])
-    except ValueError:
-        payload = {}
-    return Row(
-        id=int(r[0]),
-        call_id=str(r[1]),
-        kind=str(r[2]),
-        payload=payload if isinstance(payload, dict) else {},
-        attempts=int(r[4]),
-        next_attempt_at=float(r[5]),
-        created_at=float(r[6]),
-    )
-
-
-_COLS = "id, call_id, kind, payload, attempts, next_attempt_at, created_at"
-
-
-def classify(status: int, body: str) -> Outcome:
-    """vtiger's answer to one callback, read the way its PHP writes it."""
-    text = body.strip()
-    low = text[:512].lower()
-    if "<authentication>failure</authentication>" in low:
-        return Outcome("auth", "vtiger answered Authentication Failure: crm.secret does not "
-                       "match vtiger's PBXManager secret key", "auth-failed")
-    if status >= 500:
-        return Outcome("retry", f"CRM answered HTTP {status}", "unreachable")
-    if low.startswith("<!doctype html") or low.startswith("<html") or "<body" in low:
-        return Outcome("retry", f"CRM answered an HTML page (HTTP {status}), not the PBXManager "
-                       "callback: check crm.url (the vtiger root, e.g. http://crm/vtigercrm) "
-                       "and that PBXManager is installed", "error")
-    if status != 200:
-        return Outcome("retry", f"CRM answered HTTP {status} for {CALLBACK_PATH}: check crm.url "
-                       "and that PBXManager is installed", "error")
-    return Outcome("ok")
 
 
 @dataclass
@@ -113,8 +57,13 @@ class DeliveryWorker:
         feed: Feed,
         *,
         transport: httpx.AsyncBaseTransport | None = None,
+        directory: Directory | None = None,
+        owners: Owners | None = None,
     ) -> None:
         self.config = config
+        self.directory: Directory = directory if directory is not None else NoDirectory()
+        self.owners = owners if owners is not None else Owners(config, self.directory, None)
+        self._directory_version = -1
         self.crm = config.crm
         self.journal = journal
         self.feed = feed
@@ -132,6 +81,7 @@ class DeliveryWorker:
         self._backlog = 0
         self._oldest_age = 0.0
         self._dead = 0
+        self._held = 0
         self.delivered = 0  # callbacks vtiger accepted in this run
         self._stats_at = -STATS_EVERY
 
@@ -145,6 +95,8 @@ class DeliveryWorker:
             "backlog": self._backlog,
             "oldest_age": round(self._oldest_age, 1),
             "dead": self._dead,
+            "held": self._held,
+            "directory": _directory_status(self.directory),
             "in_flight": len(self._inflight),
             "delivered": self.delivered,
             "last_error": self._last_error,
@@ -213,12 +165,13 @@ class DeliveryWorker:
         self._wake = trio.Event()
         if self._retry_requested:
             self._retry_requested = False
-            await self.journal.write(_reset_backoff)
+            await self.journal.write(outbox.reset_backoff)
         # No poll: every change to the outbox comes through this process (a commit of the
         # journal, or `pinc outbox` through the API, which pokes or request_retry()s).
         next_due = float("inf")
+        await self._release_held()
         if not self._auth_failed:
-            heads = await self.journal.read(_heads)
+            heads = await self.journal.read(outbox.heads)
             now = time.time()
             for call_id, due in heads:
                 if call_id in self._inflight:
@@ -239,31 +192,86 @@ class DeliveryWorker:
 
     async def _refresh_stats(self) -> None:
         self._stats_at = trio.current_time()
-        backlog, oldest, dead = await self.journal.read(_stats)
+        backlog, oldest, dead, held = await self.journal.read(outbox.stats)
         self._backlog = backlog
         self._oldest_age = max(0.0, time.time() - oldest) if oldest else 0.0
         self._dead = dead
+        self._held = held
+        metrics.OUTBOX_HELD.set(held)
         metrics.OUTBOX_BACKLOG.set(backlog)
         metrics.OUTBOX_OLDEST_AGE.set(self._oldest_age)
 
+    async def _release_held(self) -> None:
+        """After the directory changed: held calls whose extension is now a CRM user's
+        go out as they were planned."""
+        version = getattr(self.directory, "version", 0)
+        if version == self._directory_version or not self.directory.known():
+            return
+        self._directory_version = version
+        directory = self.directory
+
+        def mapped(ext: str) -> bool:
+            return directory.user_of(ext) is not None
+
+        released = await self.journal.write(partial(outbox.release_held, mapped=mapped))
+        if released:
+            log.info("CRM delivery: %d held call(s) released, their extensions are CRM users "
+                     "now", len(released))
+            await self._refresh_stats()
+
+    async def _resolve_owner(self, row: Row) -> None:
+        """Name the owner of a call in its waiting rows (once per call, kept on disk)."""
+        ext, why = await self.owners.owner_of(str(row.payload.get("_owner") or ""))
+        if ext is None:
+            # stock vtiger keeps the row with admin; SalesPlatform has no row without a user
+            log.warning("CRM: call %s has no owner in the CRM (%s): %s", row.call_id, why,
+                        "it has no row there" if self.crm.profile == "salesplatform"
+                        else "it stays with the CRM's admin")
+        await self.journal.write(
+            partial(outbox.set_owner, call_id=row.call_id, ext=ext, why=why)
+        )
+
     async def _deliver_call(self, client: httpx.AsyncClient, call_id: str) -> None:
-        """Send one call's waiting callbacks in order until done, failing or paused."""
+        """Send one call's waiting callbacks in order until done, failing or paused; then
+        go on with the next call that is due, so a slot never idles for a scheduling pass
+        while a backlog waits (with a CRM answering in 2 ms, that pass halved the rate)."""
         try:
-            await self._deliver_rows(client, call_id)
+            while await self._deliver_rows(client, call_id) and not self._auth_failed:
+                following = await self._next_due()
+                if following is None:
+                    break
+                self._inflight.discard(call_id)
+                call_id = following
         except Exception as exc:  # a journal error: the row stays pending, tried again later
             log.warning("CRM delivery of call %s paused: %s", call_id, exc)
         finally:
             self._inflight.discard(call_id)
             self.poke()
 
-    async def _deliver_rows(self, client: httpx.AsyncClient, call_id: str) -> None:
+    async def _next_due(self) -> str | None:
+        """A due call nobody delivers yet, now marked in flight; None when there is none."""
+        heads = await self.journal.read(outbox.heads)
+        now = time.time()
+        for call_id, due in heads:
+            if due <= now and call_id not in self._inflight:
+                self._inflight.add(call_id)
+                return call_id
+        return None
+
+    async def _deliver_rows(self, client: httpx.AsyncClient, call_id: str) -> bool:
+        """True once the call has nothing left to send (False: paused, failing, not due)."""
         while not self._auth_failed:
-            rows = await self.journal.read(partial(_pending_of, call_id=call_id))
+            rows = await self.journal.read(partial(outbox.pending_of, call_id=call_id))
             if not rows:
-                return
+                return True
+            if rows[0].needs_owner:
+                await self._resolve_owner(rows[0])
+                continue
             for row in rows:
                 if self._auth_failed or row.next_attempt_at > time.time():
-                    return
+                    return False
+                if row.needs_owner:
+                    break  # resolve it first (the loop above), then go on in order
                 # a shutdown waits for the request in flight and its commit (bounded by
                 # crm.timeout) so that a stop never repeats a callback vtiger accepted
                 outcome, kept = Outcome("retry", "interrupted by shutdown", self._state), False
@@ -276,7 +284,7 @@ class DeliveryWorker:
                         kept = await self._commit_done(row.id)
                 if outcome.result == "ok":
                     if not kept:
-                        return  # dropped meanwhile by `pinc outbox drop`
+                        return False  # dropped meanwhile by `pinc outbox drop`
                     self.delivered += 1
                     metrics.CRM_CALLBACKS.labels(result="ok").inc()
                     self._note_ok()
@@ -285,12 +293,13 @@ class DeliveryWorker:
                     self._note_auth(outcome.error)
                     self._auth_row = row.id
                     await self.journal.write(
-                        partial(_mark_auth, row_id=row.id, error=outcome.error)
+                        partial(outbox.mark_auth, row_id=row.id, error=outcome.error)
                     )
                     metrics.CRM_CALLBACKS.labels(result="auth").inc()
-                    return
+                    return False
                 await self._note_failure(row, outcome)
-                return
+                return False
+        return False
 
     async def _commit_done(self, row_id: int) -> bool:
         """Mark a row done; rows answered meanwhile by other calls share the commit.
@@ -308,7 +317,7 @@ class DeliveryWorker:
             self._committing = trio.Event()
             try:
                 ids = [e.row_id for e in batch]
-                kept = await self.journal.write(partial(_mark_done_many, ids=ids))
+                kept = await self.journal.write(partial(outbox.mark_done_many, ids=ids))
                 for e in batch:
                     e.kept = e.row_id in kept
             except Exception as exc:
@@ -324,7 +333,7 @@ class DeliveryWorker:
         return entry.kept
 
     async def _send(self, client: httpx.AsyncClient, row: Row) -> Outcome:
-        data = form_params(row.kind, row.payload, self.crm)
+        data = form_params(row.kind, fill_owner(row.payload), self.crm)
         try:
             with trio.fail_after(self.crm.timeout + 1.0):
                 response = await client.post(self._url, data=data)
@@ -338,7 +347,9 @@ class DeliveryWorker:
         except httpx.HTTPError as exc:
             reason = str(exc) or type(exc).__name__
             return Outcome("retry", f"cannot reach {self._url}: {reason}", "unreachable")
-        return classify(response.status_code, body)
+        if self.crm.secret:  # an error page may echo the request: never quote the secret
+            body = body.replace(self.crm.secret, "********")
+        return classify(response.status_code, body, self._url)
 
     # --- bookkeeping ---------------------------------------------------------------
 
@@ -372,89 +383,22 @@ class DeliveryWorker:
             log.error("CRM callbacks of call %s are dead letters after %g h: %s "
                       "(see pinc outbox list --dead)", row.call_id,
                       self.crm.dead_letter_hours, outcome.error)
-            await self.journal.write(lambda c: _mark_dead(c, row, outcome.error))
+            await self.journal.write(lambda c: outbox.mark_dead(c, row, outcome.error))
             metrics.CRM_CALLBACKS.labels(result="dead").inc()
             return
         delay = min(self.crm.retry_max, self.crm.retry_min * 2 ** min(attempts - 1, 30))
         delay *= random.uniform(0.8, 1.0)
         def retry(conn: sqlite3.Connection) -> None:
-            _mark_retry(conn, row.id, attempts, now + delay, outcome.error)
+            outbox.mark_retry(conn, row.id, attempts, now + delay, outcome.error)
 
         await self.journal.write(retry)
         metrics.CRM_CALLBACKS.labels(result="retry").inc()
 
 
-# --- SQL, run through JournalAccess (writes on the single writer) ----------------------
-
-
-def _heads(conn: sqlite3.Connection) -> list[tuple[str, float]]:
-    """The oldest waiting callback of each call: only it may be sent."""
-    rows = conn.execute(
-        "SELECT o.call_id, o.next_attempt_at FROM outbox o JOIN ("
-        " SELECT MIN(id) AS id FROM outbox WHERE state = 'pending' GROUP BY call_id"
-        ") h ON o.id = h.id ORDER BY o.next_attempt_at, o.id LIMIT ?",
-        (HEADS_LIMIT,),
-    ).fetchall()
-    return [(str(r[0]), float(r[1])) for r in rows]
-
-
-def _pending_of(conn: sqlite3.Connection, call_id: str) -> list[Row]:
-    rows = conn.execute(
-        f"SELECT {_COLS} FROM outbox WHERE state = 'pending' AND call_id = ? ORDER BY id",
-        (call_id,),
-    ).fetchall()
-    return [_row(r) for r in rows]
-
-
-def _stats(conn: sqlite3.Connection) -> tuple[int, float | None, int]:
-    backlog, oldest = conn.execute(
-        "SELECT COUNT(*), MIN(created_at) FROM outbox WHERE state = 'pending'"
-    ).fetchone()
-    (dead,) = conn.execute("SELECT COUNT(*) FROM outbox WHERE state = 'dead'").fetchone()
-    return int(backlog), (float(oldest) if oldest is not None else None), int(dead)
-
-
-def _mark_done_many(conn: sqlite3.Connection, ids: list[int]) -> set[int]:
-    """Rows vtiger accepted -> done; returns those still pending (not dropped meanwhile)."""
-    now = time.time()
-    kept = set()
-    for row_id in ids:
-        cur = conn.execute(
-            "UPDATE outbox SET state = 'done', done_at = ?, attempts = attempts + 1, "
-            "last_error = NULL WHERE id = ? AND state = 'pending'",
-            (now, row_id),
-        )
-        if cur.rowcount == 1:
-            kept.add(row_id)
-    return kept
-
-
-def _mark_retry(
-    conn: sqlite3.Connection, row_id: int, attempts: int, at: float, error: str
-) -> None:
-    conn.execute(
-        "UPDATE outbox SET attempts = ?, next_attempt_at = ?, last_error = ? "
-        "WHERE id = ? AND state = 'pending'",
-        (attempts, at, error, row_id),
-    )
-
-
-def _mark_dead(conn: sqlite3.Connection, row: Row, error: str) -> None:
-    # the rest of the call goes with it: vtiger would drop them without their StartApp
-    conn.execute(
-        "UPDATE outbox SET state = 'dead', attempts = attempts + (id = ?), last_error = ? "
-        "WHERE call_id = ? AND state = 'pending' AND id >= ?",
-        (row.id, error, row.call_id, row.id),
-    )
-
-
-def _mark_auth(conn: sqlite3.Connection, row_id: int, error: str) -> None:
-    conn.execute(
-        "UPDATE outbox SET attempts = attempts + 1, last_error = ? "
-        "WHERE id = ? AND state = 'pending'",
-        (error, row_id),
-    )
-
-
-def _reset_backoff(conn: sqlite3.Connection) -> None:
-    conn.execute("UPDATE outbox SET next_attempt_at = 0 WHERE state = 'pending'")
+def _directory_status(directory: Directory) -> dict[str, Any]:
+    status = getattr(directory, "status", None)
+    if callable(status):
+        found = status()
+        if isinstance(found, dict):
+            return found
+    return {"state": "off", "users": len(directory.users())}

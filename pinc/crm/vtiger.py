@@ -1,30 +1,39 @@
-"""vtiger's PBXManager callbacks, in two profiles, as pure functions of CallChanges.
+"""Stock vtiger's PBXManager: the callback contract, the recording link, the ``vtiger`` profile.
 
-``plan_callbacks`` turns one committed change (plus what was already queued for its
-call) into the ordered callbacks vtiger expects; ``make_outbox_hook`` runs it inside
-the journal's batch transaction and writes the outbox rows. The formats follow
-docs/crm.md and reference/vtiger.md: what vtiger's PHP reads, not what looks tidy.
+``plan`` is the ``vtiger`` profile: one committed change (plus what was already queued
+for its call) -> the callbacks stock vtiger 7.x/8.x expects, in order (reference/vtiger.md).
+vtiger decides a call's direction by its users' extensions and leaves an unanswered
+inbound call with admin, so the profile names a CRM user for every call: the employee,
+crm.fallback_user for an extension with no CRM user (or the call is held back), and the
+responsible manager (:data:`~pinc.crm.callbacks.OWNER`) for a missed call or one an
+unmapped extension answered. The formats follow what vtiger's PHP reads.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import re
-import sqlite3
-import time
 import zlib
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import datetime
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
-from zoneinfo import ZoneInfo
 
 from pinc.calls.model import CallChange
-from pinc.config import Config, CrmConfig, RoutingConfig
+from pinc.config import Config, CrmConfig
+from pinc.crm.callbacks import (
+    OWNER,
+    Callback,
+    History,
+    Parties,
+    Plan,
+    crm_time,
+    hangup_cause,
+    view,
+)
+from pinc.crm.numbers import crm_number, digits, extension
 from pinc.web import tickets
+
+__all__ = ["crm_number", "crm_time", "digits", "extension", "plan"]
 
 log = logging.getLogger(__name__)
 
@@ -36,66 +45,6 @@ EMPTY_WAV_BYTES = 44  # MixMonitor's header-only file for a call nobody answered
 # send time, so every stored link held the master secret. Rows it left in an outbox are
 # sent with the signed link instead (form_params); nothing fills the placeholder any more.
 SECRET_SUFFIX = "&secret="
-
-NORMAL = "Normal Clearing"
-BUSY = "User busy"
-REJECTED = "Call Rejected"
-NO_ANSWER = "NO ANSWER"
-
-
-@dataclass(frozen=True)
-class Callback:
-    """One form-encoded request to vtiger (without ``vtigersignature``)."""
-
-    kind: str  # the callstatus: StartApp, DialBegin, DialAnswer, Hangup, EndCall, Record
-    params: dict[str, str]
-
-
-# --- value normalisation -------------------------------------------------------------
-
-
-def digits(raw: object) -> str:
-    """Digits only: caller ids reach vtiger's string-built SQL and its JSON decoding."""
-    return re.sub(r"\D", "", str(raw or ""))
-
-
-def crm_number(raw: object, number_format: str, routing: RoutingConfig) -> str:
-    """A customer number in the form vtiger's lookup matches (crm.number_format)."""
-    d = digits(raw)
-    cc, prefix, n = routing.country_code, routing.trunk_prefix, routing.national_length
-    national = d
-    if len(d) == len(cc) + n and cc and d.startswith(cc):
-        national = d[len(cc) :]
-    elif len(d) == len(prefix) + n and prefix and d.startswith(prefix):
-        national = d[len(prefix) :]
-    if number_format == "national":
-        return national
-    if number_format == "plus":
-        return "+" + cc + national if len(national) == n else d
-    return d
-
-
-def extension(raw: object) -> str:
-    """An employee extension as vtiger stores phone_crm_extension: no channel syntax."""
-    return re.sub(r"[^0-9A-Za-z]", "", str(raw or ""))
-
-
-def crm_time(iso_utc: str | None, tz: str) -> str:
-    """ISO 8601 UTC from the journal -> ``YYYY-MM-DD HH:MM:SS`` in the CRM's time zone."""
-    if not iso_utc:
-        return ""
-    try:
-        at = datetime.fromisoformat(iso_utc.replace("Z", "+00:00"))
-    except ValueError:
-        return ""
-    return at.astimezone(ZoneInfo(tz or "UTC")).strftime("%Y-%m-%d %H:%M:%S")
-
-
-def _int(value: Any) -> int:
-    try:
-        return max(0, int(value or 0))
-    except (TypeError, ValueError):
-        return 0
 
 
 def channel_suffix(call_id: str) -> str:
@@ -137,79 +86,52 @@ def recording_exists(config: Config, relative: object) -> bool:
         return False
 
 
-# --- the two profiles ----------------------------------------------------------------
+# --- the vtiger profile ----------------------------------------------------------------
 
 
-History = Sequence[Callback]
+def _employee(v_employee: str, parties: Parties) -> tuple[str, str]:
+    """(the extension vtiger must see, the extension to hold the call for)."""
+    if not v_employee or parties.mapped(v_employee):
+        return v_employee, ""
+    if parties.fallback:
+        return parties.fallback, ""
+    return v_employee, v_employee
 
 
-@dataclass(frozen=True)
-class _View:
-    """The facts of a call snapshot both profiles need, normalised once."""
-
-    call_id: str
-    direction: str
-    status: str
-    customer: str
-    employee: str  # outbound: who placed it; inbound: who answered last ("" if nobody)
-    started: str
-    ended: str
-    duration: int
-    talk: int
-    legs: list[dict[str, Any]]
-    cause: int | None
+def _answer(a: str, b: str, call_id: str, owner_of: str = "") -> Callback:
+    params = {"callUUID": call_id, "callerid1": a, "callerid2": b}
+    if OWNER in (a, b):
+        params["_owner"] = owner_of
+    return Callback("DialAnswer", params)
 
 
-def _view(change: CallChange, crm: CrmConfig, routing: RoutingConfig) -> _View:
-    call = change.call
-    direction = str(call.get("direction") or "")
-    raw_customer = call.get("from") if direction == "inbound" else call.get("to")
-    employee = call.get("from") if direction == "outbound" else call.get("answered_by")
-    cause = call.get("cause")
-    return _View(
-        call_id=change.call_id,
-        direction=direction,
-        status=str(call.get("status") or ""),
-        customer=crm_number(raw_customer, crm.number_format, routing),
-        employee=extension(employee),
-        started=crm_time(call.get("started_at") or change.at, crm.timezone),
-        ended=crm_time(call.get("ended_at") or change.at, crm.timezone),
-        duration=_int(call.get("duration")),
-        talk=_int(call.get("talk")),
-        legs=[leg for leg in call.get("legs") or [] if isinstance(leg, dict)],
-        cause=cause if isinstance(cause, int) and not isinstance(cause, bool) else None,
-    )
-
-
-def _hangup_cause(status: str) -> tuple[str, str | None]:
-    """(causetxt, HangupCause) keeping vtiger's callstatus within its known words."""
-    if status == "completed":
-        return NORMAL, None
-    if status == "busy":
-        return BUSY, None
-    if status == "failed":
-        return REJECTED, None
-    return NORMAL, NO_ANSWER  # missed, no-answer, anything unforeseen
-
-
-def _vtiger_plan(
-    change: CallChange, history: History, config: Config, recording_ok: bool
-) -> list[Callback]:
-    v = _view(change, config.crm, config.routing)
+def plan(
+    change: CallChange, history: History, config: Config, parties: Parties, recording_ok: bool
+) -> Plan:
+    v = view(change, config)
     sent = {cb.kind for cb in history}
     out: list[Callback] = []
     ended = change.kind == "call.ended"
+    outbound = v.direction == "outbound"
+    hold = ""
+    if outbound:
+        employee, hold = _employee(v.employee, parties)
+    else:
+        # the employee who answered last; the responsible manager when they have no CRM user
+        employee = v.employee if v.status in ("answered", "completed") else ""
+        if employee and not parties.mapped(employee):
+            employee = OWNER
     if "StartApp" not in sent:
-        if not (v.customer and (v.direction == "inbound" or v.employee)) and not ended:
-            return []  # too early to tell vtiger who is calling whom; a later change will
-        if v.direction == "outbound":
+        if not (v.customer and (not outbound or employee)) and not ended:
+            return Plan()  # too early to tell vtiger who is calling whom; a later change will
+        if outbound:
             # vtiger finds the user from callerIdNumber / the channel's peer, and the
             # customer from callerIdName when callerIdNumber equals that peer
             params = {
-                "callerIdNumber": v.employee,
+                "callerIdNumber": employee,
                 "callerIdName": v.customer,
                 "callerId": v.customer,
-                "channel": f"SIP/{v.employee}-{channel_suffix(v.call_id)}",
+                "channel": f"SIP/{employee}-{channel_suffix(v.call_id)}",
             }
         else:
             params = {
@@ -221,19 +143,23 @@ def _vtiger_plan(
         out.append(
             Callback("StartApp", {"callUUID": v.call_id, **params, "StartTime": v.started})
         )
-    answerer = v.employee if v.status in ("answered", "completed") else ""
-    if answerer and change.kind in ("call.answered", "call.transferred", "call.ended"):
-        last = [cb for cb in (*history, *out) if cb.kind == "DialAnswer"]
-        key = "callerid1" if v.direction == "outbound" else "callerid2"
-        if not last or last[-1].params.get(key) != answerer:
-            a, b = (answerer, v.customer) if v.direction == "outbound" else (v.customer, answerer)
-            params = {"callUUID": v.call_id, "callerid1": a, "callerid2": b}
-            out.append(Callback("DialAnswer", params))
+    answers = [cb for cb in (*history, *out) if cb.kind == "DialAnswer"]
+    if outbound:
+        # the user (callerid1) becomes the row's owner; unanswered calls too, or they
+        # stay with admin where the employee cannot see them
+        if employee and not answers and (v.status in ("answered", "completed") or ended):
+            out.append(_answer(employee, v.customer, v.call_id))
+    else:
+        if ended and not v.completed:
+            employee = OWNER  # missed: the manager who must call back owns it
+        if employee and (ended or change.kind in ("call.answered", "call.transferred")):
+            if not answers or answers[-1].params.get("callerid2") != employee:
+                out.append(_answer(v.customer, employee, v.call_id, v.raw_customer))
     if ended and "Hangup" not in sent:
-        causetxt, hangup_cause = _hangup_cause(v.status)
+        causetxt, cause = hangup_cause(v.status)
         hangup = {"callUUID": v.call_id, "causetxt": causetxt}
-        if hangup_cause:
-            hangup["HangupCause"] = hangup_cause
+        if cause:
+            hangup["HangupCause"] = cause
         elif v.cause is not None:
             hangup["HangupCause"] = str(v.cause)
         hangup |= {"EndTime": v.ended, "Duration": str(v.duration)}
@@ -251,166 +177,9 @@ def _vtiger_plan(
             )
         )
         link = recording_link(config, v.call_id) if recording_ok else None
-        if link and v.status == "completed":
+        if link and v.completed:
             out.append(Callback("Record", {"callUUID": v.call_id, "recordinglink": link}))
-    return out
-
-
-def _sp_users(v: _View, change: CallChange, pattern: re.Pattern[str]) -> list[str]:
-    """Employees with a row of their own in SalesPlatform's per-user call list."""
-    if v.direction == "outbound":
-        return [v.employee] if v.employee else []
-    users: list[str] = []
-    exts = [leg.get("ext") for leg in v.legs]
-    exts.append(change.data.get("ext"))
-    if v.employee:
-        exts.append(v.employee)
-    for raw in exts:
-        ext = extension(raw)
-        if ext and pattern.match(ext) and ext not in users:
-            users.append(ext)
-    return users
-
-
-def _sp_leg_outcome(v: _View, ext: str) -> tuple[str, str | None, int]:
-    """(causetxt, HangupCause, billable seconds) of one employee's row."""
-    if v.direction == "outbound":
-        causetxt, hc = _hangup_cause(v.status)
-        return causetxt, hc, v.talk
-    if ext == v.employee and v.status == "completed":
-        return NORMAL, None, v.talk
-    results = [leg for leg in v.legs if extension(leg.get("ext")) == ext]
-    result = results[-1].get("result") if results else None
-    if result == "answered":
-        return NORMAL, None, 0
-    if result == "busy":
-        return BUSY, None, 0
-    if result == "failed":
-        return REJECTED, None, 0
-    return NORMAL, NO_ANSWER, 0
-
-
-def _sp_plan(
-    change: CallChange, history: History, config: Config, recording_ok: bool
-) -> list[Callback]:
-    v = _view(change, config.crm, config.routing)
-    pattern = re.compile(config.pbx.extension_pattern)
-    out: list[Callback] = []
-    ended = change.kind == "call.ended"
-    begun = {cb.params.get("_user", "") for cb in history if cb.kind == "DialBegin"}
-    if not v.customer and not ended:
-        return []
-    users = _sp_users(v, change, pattern)
-    if change.kind == "call.ringing" and v.direction == "inbound":
-        users = [u for u in users if u == extension(change.data.get("ext"))] or users
-    for ext in users:
-        if ext in begun:
-            continue
-        if v.direction == "outbound":
-            params = {"callerIdNumber": ext, "dialString": f"SIP/{v.customer}"}
-        else:
-            params = {"callerIdNumber": v.customer, "dialString": f"SIP/{ext}"}
-        out.append(
-            Callback(
-                "DialBegin",
-                {
-                    "callUUID": v.call_id,
-                    "event": "DialBegin",
-                    **params,
-                    "connectedLineName": v.customer,
-                    "StartTime": v.started,
-                    "_user": ext,
-                },
-            )
-        )
-        begun.add(ext)
-    if ended and not begun and v.direction == "inbound":
-        if not any(cb.kind == "StartApp" for cb in history):
-            # nobody was rung (abandoned in a queue or IVR): SalesPlatform has no user to
-            # file it under, so it gets the user-less StartApp row stock vtiger would keep
-            out.append(
-                Callback(
-                    "StartApp",
-                    {
-                        "callUUID": v.call_id,
-                        "callerIdNumber": v.customer,
-                        "callerIdName": v.customer,
-                        "callerId": v.customer,
-                        "channel": f"SIP/trunk-{channel_suffix(v.call_id)}",
-                        "StartTime": v.started,
-                    },
-                )
-            )
-        return out
-    answerer = v.employee if v.status in ("answered", "completed") else ""
-    if answerer and answerer in begun:
-        answered = {cb.params.get("_user") for cb in (*history, *out) if cb.kind == "DialAnswer"}
-        if answerer not in answered:
-            a, b = (answerer, v.customer) if v.direction == "outbound" else (v.customer, answerer)
-            out.append(
-                Callback(
-                    "DialAnswer",
-                    {"callUUID": v.call_id, "callerid1": a, "callerid2": b, "_user": answerer},
-                )
-            )
-    if ended:
-        hung = {cb.params.get("_user") for cb in history if cb.kind == "Hangup"}
-        link = recording_link(config, v.call_id) if recording_ok else None
-        for ext in [u for u in sorted(begun) if u not in hung]:
-            causetxt, hc, billable = _sp_leg_outcome(v, ext)
-            hangup = {"callUUID": v.call_id, "causetxt": causetxt, "callerIdNum": ext}
-            if hc:
-                hangup["HangupCause"] = hc
-            hangup |= {"EndTime": v.ended, "Duration": str(v.duration), "_user": ext}
-            out.append(Callback("Hangup", hangup))
-            out.append(
-                Callback(
-                    "EndCall",
-                    {
-                        "callUUID": v.call_id,
-                        "callerNumber": ext,
-                        "starttime": v.started,
-                        "endtime": v.ended,
-                        "duration": str(v.duration),
-                        "billableseconds": str(billable),
-                        "_user": ext,
-                    },
-                )
-            )
-            if link and v.status == "completed" and ext == v.employee:
-                out.append(
-                    Callback(
-                        "Record",
-                        {
-                            "callUUID": v.call_id,
-                            "callerNumber": ext,
-                            "recordinglink": link,
-                            "_user": ext,
-                        },
-                    )
-                )
-    return out
-
-
-PROFILES: dict[str, Callable[[CallChange, History, Config, bool], list[Callback]]] = {
-    "vtiger": _vtiger_plan,
-    "salesplatform": _sp_plan,
-}
-
-
-def plan_callbacks(
-    change: CallChange, history: History, config: Config, *, recording_ok: bool = False
-) -> list[Callback]:
-    """The callbacks one change adds for its call, in the order they must be sent.
-
-    ``history``: the callbacks already queued for this call (any state), oldest first.
-    Internal calls are not customer calls: vtiger's PBXManager gets none of them.
-    Keys starting with ``_`` are bookkeeping, never sent.
-    """
-    if str(change.call.get("direction") or "") not in ("inbound", "outbound"):
-        return []
-    return PROFILES[config.crm.profile](change, history, config, recording_ok)
-
+    return Plan(out, hold)
 
 def form_params(kind: str, payload: Mapping[str, Any], crm: CrmConfig) -> dict[str, str]:
     """An outbox row's payload as the form vtiger receives: the signature added."""
@@ -442,50 +211,13 @@ def _signed_legacy_link(link: str, crm: CrmConfig) -> str:
         return f"{head}/recording?{query}"
 
 
-# --- the journal batch hook ----------------------------------------------------------
-
-
-def _history(conn: sqlite3.Connection, call_id: str) -> list[Callback]:
-    rows = conn.execute(
-        "SELECT kind, payload FROM outbox WHERE call_id = ? ORDER BY id", (call_id,)
-    ).fetchall()
-    out = []
-    for kind, payload in rows:
-        try:
-            params = json.loads(payload)
-        except ValueError:
-            params = {}
-        out.append(Callback(str(kind), params if isinstance(params, dict) else {}))
-    return out
-
-
-def make_outbox_hook(
-    config: Config,
-) -> Callable[[sqlite3.Connection, Sequence[CallChange]], None]:
-    """The journal batch hook: the outbox rows of a batch commit with the batch itself."""
-
-    def hook(conn: sqlite3.Connection, changes: Sequence[CallChange]) -> None:
-        if not config.crm.url:
-            return
-        now = time.time()
-        for change in changes:
-            history = _history(conn, change.call_id)
-            ok = change.kind == "call.ended" and recording_exists(
-                config, change.call.get("recording")
-            )
-            for cb in plan_callbacks(change, history, config, recording_ok=ok):
-                conn.execute(
-                    "INSERT INTO outbox (call_id, kind, payload, created_at, next_attempt_at)"
-                    " VALUES (?, ?, ?, ?, 0)",
-                    (change.call_id, cb.kind, json.dumps(cb.params, ensure_ascii=False), now),
-                )
-
-    return hook
-
-
 def __getattr__(name: str) -> Any:
-    # app.py looks for VtigerWebservice here; it lives in webservice.py (imported lazily
-    # because webservice.py itself uses this module's helpers)
+    # older imports: the outbox hook and the lookups moved to outbox.py / webservice.py
+    # (imported lazily: both use this module)
+    if name in ("make_outbox_hook", "plan_callbacks"):
+        from pinc.crm import outbox
+
+        return getattr(outbox, name)
     if name == "VtigerWebservice":
         from pinc.crm.webservice import VtigerWebservice
 

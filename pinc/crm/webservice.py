@@ -1,11 +1,18 @@
-"""Customer and responsible-manager lookups in vtiger (implements ``pinc.routing.CrmLookup``).
+"""vtiger's webservice and SalesPlatform's SPAgi.php: customer lookups and the users list.
 
-Stock vtiger: the webservice (``getchallenge`` -> ``login`` with md5(token + access key)
--> ``query`` / ``retrieve``), renewing the session when vtiger forgets it. Numbers are
-stored as typed (``+7 (916) 123-45-67``), so the query tries several suffix forms and
-the answers are checked on their digits. SalesPlatform without webservice credentials:
-its ``SPAgi.php?vtigersignature=&callerNumber=`` endpoint. Answers are cached
-(routing.cache_ttl; misses for routing.negative_ttl); errors are raised, not cached.
+``VtigerWebservice`` implements ``pinc.routing.CrmLookup`` and is the session client the
+directory (``crm/directory.py``) reads users through. Stock vtiger: ``getchallenge`` ->
+``login`` with md5(token + access key) -> ``query``, renewing the session when vtiger
+forgets it. Numbers are stored as typed (``+7 (916) 123-45-67``), so a lookup tries
+several suffix forms and checks the answers on their digits.
+
+Every query names its columns: SalesPlatform answers ``select *`` on Contacts and Leads
+with HTTP 500, and ``select *`` on Users would hand pinc password hashes and access keys.
+With ``crm.profile = "salesplatform"`` routing asks ``SPAgi.php?vtigersignature=&
+callerNumber=`` (the extension of the record's owner, as SalesPlatform's own connector
+does), credentials or not; the webservice is then used for names only (``describe``).
+Answers are cached (routing.cache_ttl; misses for routing.negative_ttl); errors are
+raised as :class:`CrmLookupError`, not cached.
 """
 
 from __future__ import annotations
@@ -19,7 +26,8 @@ import httpx
 import trio
 
 from pinc.config import Config
-from pinc.crm.vtiger import SPAGI_PATH, digits
+from pinc.crm.numbers import digits, lookup_key, same_number
+from pinc.crm.vtiger import SPAGI_PATH
 from pinc.routing import Customer
 
 log = logging.getLogger(__name__)
@@ -30,6 +38,13 @@ PHONE_FIELDS = {
     "Leads": ("phone", "mobile"),
     "Accounts": ("phone", "otherphone"),
 }
+NAME_FIELDS = {
+    "Contacts": ("firstname", "lastname"),
+    "Leads": ("firstname", "lastname", "company"),
+    "Accounts": ("accountname",),
+}
+USER_COLUMNS = ("id", "user_name", "first_name", "last_name", "phone_crm_extension", "status")
+PAGE = 100  # VTQL's LIMIT cap
 
 
 class CrmLookupError(Exception):
@@ -48,21 +63,28 @@ class VtigerWebservice:
         self._client: httpx.AsyncClient | None = None
         self._session: str | None = None
         self._user_prefix = "19"
+        self.login_info: dict[str, Any] = {}  # what the last login answered (no secrets)
         self._login_lock = trio.Lock()
         self._cache: dict[str, tuple[float, Customer | None]] = {}
+        self._names: dict[str, tuple[float, Customer | None]] = {}
         self._users: dict[str, tuple[float, tuple[str | None, str | None]]] = {}
         self._warned_users = False
         self.requests = 0  # HTTP requests made (tests check the cache with it)
 
     @property
+    def has_credentials(self) -> bool:
+        return bool(self.crm.url and self.crm.username and self.crm.access_key)
+
+    @property
     def use_spagi(self) -> bool:
-        has_key = bool(self.crm.username and self.crm.access_key)
-        return self.crm.profile == "salesplatform" and not has_key
+        """Routing through SalesPlatform's SPAgi.php (its own connector's way)."""
+        return self.crm.profile == "salesplatform"
 
     # --- CrmLookup -----------------------------------------------------------------
 
     async def find_customer(self, number: str) -> Customer | None:
-        key = self._national(digits(number))
+        """The customer and its responsible employee, as routing needs them."""
+        key = lookup_key(number, self.routing)
         if not key:
             return None
         now = time.monotonic()
@@ -72,14 +94,38 @@ class VtigerWebservice:
         if not self.crm.url:
             raise CrmLookupError("crm.url is not set")
         customer = await (self._spagi(key) if self.use_spagi else self._webservice(key))
-        ttl = self.routing.cache_ttl if customer is not None else self.routing.negative_ttl
-        if len(self._cache) > 50_000:
-            self._cache = {k: v for k, v in self._cache.items() if v[0] > now}
-        self._cache[key] = (now + ttl, customer)
+        self._remember(self._cache, key, customer, now)
         return customer
+
+    async def describe(self, number: str) -> Customer | None:
+        """The customer's name, module and record (for pinc's own pages and feed)."""
+        key = lookup_key(number, self.routing)
+        if not key:
+            return None
+        now = time.monotonic()
+        for cache in (self._names, self._cache):
+            hit = cache.get(key)
+            if hit is not None and hit[0] > now and (hit[1] is None or hit[1].module):
+                return hit[1]
+        if not self.has_credentials:
+            return None
+        customer = await self._webservice(key, owners=not self.use_spagi)
+        self._remember(self._names, key, customer, now)
+        return customer
+
+    def _remember(
+        self, cache: dict[str, tuple[float, Customer | None]], key: str,
+        customer: Customer | None, now: float,
+    ) -> None:
+        ttl = self.routing.cache_ttl if customer is not None else self.routing.negative_ttl
+        if len(cache) > 50_000:
+            for k in [k for k, v in cache.items() if v[0] <= now]:
+                del cache[k]
+        cache[key] = (now + ttl, customer)
 
     def forget(self) -> None:
         self._cache.clear()
+        self._names.clear()
         self._users.clear()
 
     async def aclose(self) -> None:
@@ -160,13 +206,34 @@ class VtigerWebservice:
                 raise CrmLookupError("vtiger login gave no session")
             self._session = str(result["sessionName"])
             self._user_prefix = str(result.get("userId", "19x")).partition("x")[0]
+            self.login_info = {
+                k: result.get(k) for k in ("userId", "username", "is_admin", "time_zone",
+                                           "vtigerVersion", "version") if k in result
+            }
             return self._session
 
-    # --- lookups -------------------------------------------------------------------
+    async def login(self) -> dict[str, Any]:
+        """Log in (again) and return what vtiger said about the user (``pinc check``)."""
+        self._session = None
+        await self._login()
+        return dict(self.login_info)
 
-    def _national(self, d: str) -> str:
-        n = self.routing.national_length
-        return d[-n:] if len(d) >= n else d
+    async def query(self, vtql: str) -> list[dict[str, Any]]:
+        result = await self._ws("GET", {"operation": "query", "query": vtql})
+        return [r for r in result if isinstance(r, dict)] if isinstance(result, list) else []
+
+    async def users(self) -> list[dict[str, Any]]:
+        """Every CRM user (named columns only), page by page."""
+        out: list[dict[str, Any]] = []
+        while True:
+            page = await self.query(
+                f"SELECT {', '.join(USER_COLUMNS)} FROM Users LIMIT {len(out)}, {PAGE};"
+            )
+            out += page
+            if len(page) < PAGE or len(out) >= 100_000:
+                return out
+
+    # --- lookups -------------------------------------------------------------------
 
     def _patterns(self, key: str) -> list[str]:
         """LIKE patterns for the ways people type a number (checked on digits after)."""
@@ -177,22 +244,16 @@ class VtigerWebservice:
             pats += [f"%{a}-{b}-{c}", f"%{a} {b} {c}"]
         return pats
 
-    def _matches(self, stored: Any, key: str) -> bool:
-        d = digits(stored)
-        return bool(d) and (d.endswith(key) if len(key) >= 7 else d == key)
-
-    async def _webservice(self, key: str) -> Customer | None:
+    async def _webservice(self, key: str, *, owners: bool = True) -> Customer | None:
         for module, fields in PHONE_FIELDS.items():
             conds = " OR ".join(f"{f} LIKE '{p}'" for f in fields for p in self._patterns(key))
-            result = await self._ws(
-                "GET", {"operation": "query", "query": f"SELECT * FROM {module} WHERE {conds};"}
-            )
-            for record in result if isinstance(result, list) else []:
-                if not isinstance(record, dict):
+            columns = ", ".join(("id", *NAME_FIELDS[module], *fields, "assigned_user_id"))
+            for record in await self.query(f"SELECT {columns} FROM {module} WHERE {conds};"):
+                if not any(same_number(record.get(f), key) for f in fields):
                     continue
-                if not any(self._matches(record.get(f), key) for f in fields):
-                    continue
-                user_name, ext = await self._owner(str(record.get("assigned_user_id", "")))
+                user_name, ext = (None, None)
+                if owners:
+                    user_name, ext = await self._owner(str(record.get("assigned_user_id", "")))
                 return Customer(
                     name=_name(module, record),
                     module=module,
@@ -204,14 +265,16 @@ class VtigerWebservice:
 
     async def _owner(self, ws_id: str) -> tuple[str | None, str | None]:
         """(user_name, phone_crm_extension) of the assigned user; groups have neither."""
-        if ws_id.partition("x")[0] != self._user_prefix:
+        if ws_id.partition("x")[0] != self._user_prefix or not digits(ws_id.partition("x")[2]):
             return None, None
         now = time.monotonic()
         hit = self._users.get(ws_id)
         if hit is not None and hit[0] > now:
             return hit[1]
         try:
-            user = await self._ws("GET", {"operation": "retrieve", "id": ws_id})
+            found = await self.query(
+                f"SELECT id, user_name, phone_crm_extension FROM Users WHERE id = '{ws_id}';"
+            )
         except CrmLookupError as exc:
             if "ACCESS_DENIED" not in str(exc):
                 raise
@@ -220,7 +283,7 @@ class VtigerWebservice:
                 log.warning("vtiger refuses to show Users to %s: responsible-manager lookups "
                             "need an admin (integration) user's access key", self.crm.username)
             return None, None
-        user = user if isinstance(user, dict) else {}
+        user = found[0] if found else {}
         answer = (
             str(user.get("user_name") or "") or None,
             digits(user.get("phone_crm_extension")) or None,
@@ -246,4 +309,5 @@ def _name(module: str, record: dict[str, Any]) -> str:
     if module == "Accounts":
         return str(record.get("accountname") or "")
     parts = [record.get("firstname"), record.get("lastname")]
-    return " ".join(str(p) for p in parts if p)
+    name = " ".join(str(p) for p in parts if p)
+    return name or str(record.get("company") or "")

@@ -22,8 +22,8 @@ from __future__ import annotations
 import json
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, Protocol
 
 import trio
 from hypercorn.protocol.events import Data
@@ -60,12 +60,27 @@ def text_frame(text: str) -> bytes:
     return head + payload
 
 
+class Customers(Protocol):
+    """Who a call's customer is in the CRM (``pinc.crm.customers.CustomerNames``)."""
+
+    def of(self, call: Mapping[str, Any]) -> dict[str, str] | None: ...
+
+
+def message_of(change: CallChange, customers: Customers | None = None) -> dict[str, Any]:
+    """A change as the websocket sends it: with its customer when pinc knows who it is."""
+    message = change.to_dict()
+    customer = customers.of(change.call) if customers is not None else None
+    if customer:
+        message["customer"] = customer
+    return message
+
+
 class _Encoded:
     __slots__ = ("call", "frame", "text")
 
-    def __init__(self, change: CallChange) -> None:
+    def __init__(self, change: CallChange, customers: Customers | None = None) -> None:
         self.call = change.call
-        self.text = dumps(change.to_dict())
+        self.text = dumps(message_of(change, customers))
         self.frame = text_frame(self.text)
 
 
@@ -135,9 +150,10 @@ class WsClient:
 class Fanout:
     """Registered as a feed listener (``FeedHub.add_listener``) by the first client."""
 
-    def __init__(self) -> None:
+    def __init__(self, customers: Customers | None = None) -> None:
         self._clients: list[WsClient] = []
         self._closed = False
+        self._customers = customers
 
     def join(self, ext: str | None, maxsize: int) -> WsClient:
         client = WsClient(self, ext, maxsize)
@@ -160,7 +176,7 @@ class Fanout:
             return
         clients = list(self._clients)
         for change in changes:
-            item = _Encoded(change)
+            item = _Encoded(change, self._customers)
             STATS["encoded"] += 1
             for client in clients:
                 client.offer(item)

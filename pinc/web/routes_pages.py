@@ -110,11 +110,23 @@ async def ping() -> Response:
         "ingest": {"ok": not stalled, "reason": ingest.get("reason") if stalled else None},
         "crm": {
             **_pick(crm, ("state", "backlog", "oldest_age")),
+            **_crm_details(crm),
             "enabled": bool(s.config.crm.url),
         },
         "live_calls": live,
     }
     return jsonify(body)
+
+
+def _crm_details(crm: dict[str, Any]) -> dict[str, Any]:
+    """What the delivery worker adds: calls held back, dead letters, the users directory.
+    Never ``last_error``: it may quote the CRM's answer, and an error page can echo the
+    request, secret and all (the reason is in the log and in ``pinc outbox list``)."""
+    out: dict[str, Any] = {k: crm[k] for k in ("held", "dead") if k in crm}
+    directory = crm.get("directory")
+    if isinstance(directory, dict):
+        out["directory"] = _pick(directory, ("state", "users", "age"))
+    return out
 
 
 def _refresh_gauges() -> None:

@@ -7,8 +7,10 @@ gets a fresh snapshot instead of a silently wrong picture. A client that stops r
 altogether is cut by the server's write deadline (see server.py), never slowing the others.
 
 Messages (server -> client): ``{"type": "snapshot", "calls": [...]}`` first, then
-``{"type": "call.started" | ..., "call_id", "at", "data", "call"}``, and
-``{"type": "pong"}`` for a client's ``{"type": "ping"}``.
+``{"type": "call.started" | ..., "call_id", "at", "data", "call"[, "customer"]}``, and
+``{"type": "pong"}`` for a client's ``{"type": "ping"}``. ``customer`` (also on each call
+of a snapshot) is the CRM record of the call's customer when pinc knows it
+(``pinc.crm.customers``).
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ def _fanout(services: Any) -> Fanout:
     """The one fan-out of this app, listening on the feed from its first client on."""
     found = services.extras.get("ws_fanout")
     if not isinstance(found, Fanout):
-        found = services.extras["ws_fanout"] = Fanout()
+        found = services.extras["ws_fanout"] = Fanout(getattr(services, "customers", None))
         services.feed.add_listener(found)
     return found
 
@@ -63,10 +65,17 @@ class _Snapshots:
         async with self._lock:
             published = services.feed.statistics().get("published", -2)
             if published != self._published or published < 0:
-                self._calls = await services.journal.read(queries.live_calls)
+                calls = await services.journal.read(queries.live_calls)
+                self._calls = [_with_customer(c, services) for c in calls]
                 self._text = dumps({"type": "snapshot", "calls": self._calls})
                 self._published = published
             return self._calls, self._text
+
+
+def _with_customer(call: dict[str, Any], services: Any) -> dict[str, Any]:
+    customers = getattr(services, "customers", None)
+    customer = customers.of(call) if customers is not None else None
+    return {**call, "customer": customer} if customer else call
 
 
 def _snapshots(services: Any) -> _Snapshots:

@@ -58,3 +58,30 @@ async def wait_until(predicate: Any, poll: float = 0.01) -> None:
         if predicate():
             return
         await trio.sleep(poll)
+
+
+class CrmParts:
+    """The CRM side of pinc as app.py wires it: webservice, directory, routing, owners,
+    the outbox hook and the delivery worker (against a fake CRM)."""
+
+    def __init__(self, config: Config, journal: Any, feed: Any) -> None:
+        from pinc.crm.delivery import DeliveryWorker
+        from pinc.crm.directory import CrmDirectory
+        from pinc.crm.outbox import make_outbox_hook
+        from pinc.crm.owners import Owners
+        from pinc.crm.webservice import VtigerWebservice
+        from pinc.routing import Router
+
+        self.lookup = VtigerWebservice(config)
+        self.directory = CrmDirectory(config, self.lookup)
+        self.router = Router(config, crm=self.lookup, journal=None)
+        self.owners = Owners(config, self.directory, self.router)
+        journal.add_batch_hook(make_outbox_hook(config, self.directory))
+        self.worker = DeliveryWorker(config, journal, feed, directory=self.directory,
+                                     owners=self.owners)
+        self.directory.on_change(self.worker.poke)
+
+    async def start(self, nursery: trio.Nursery) -> None:
+        await nursery.start(self.directory.run)
+        await nursery.start(self.router.run)
+        await nursery.start(self.worker.run)

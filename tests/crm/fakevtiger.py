@@ -1,18 +1,22 @@
 """A fake vtiger for tests and the benchmark: a real HTTP/1.1 server (trio + h11) on
-127.0.0.1 that behaves as vtiger 7.x/8.x's PHP does for pinc's requests.
+127.0.0.1 that behaves as vtiger 8.2's PHP was seen to behave for pinc's requests
+(reference/vtiger.md; SalesPlatform's fork is ``tests/crm/fakesalesplatform.py``).
 
 - ``/modules/PBXManager/callbacks/PBXManager.php``: checks ``vtigersignature`` (XML
   ``Authentication Failure`` otherwise, nothing written), creates a row on StartApp with
-  vtiger's direction and customer logic, drops updates for an unknown callUUID, maps
-  ``causetxt`` as handleHangupCall does, honours PHP truthiness (``Duration=0`` is
-  ignored), purifies values (``<…>`` stripped, JSON-looking values become ``Array``) and
-  truncates to the column widths. ``profile="salesplatform"`` keeps one row per
-  (callUUID, user) as SalesPlatform's fork does, and answers no XML.
-- ``/modules/PBXManager/callbacks/SPAgi.php``: SalesPlatform's responsible-user lookup.
+  vtiger's direction and customer logic, owned by admin; DialAnswer gives the row its
+  user and owner (inbound: NULL when callerid2 is no user's number); drops updates for an
+  unknown callUUID, maps ``causetxt`` as handleHangupCall does, honours PHP truthiness
+  (``Duration=0`` is ignored), purifies values (``<…>`` stripped, JSON-looking values
+  become ``Array``) and truncates to the column widths. Numbers match the lookup table
+  by prefix or suffix (``89161234567`` does not find ``+79161234567``).
 - ``/webservice.php``: getchallenge, login (md5(token + access key)), query (a small
-  VTQL: ``=`` and ``LIKE`` joined by OR/AND), retrieve; sessions can be expired.
+  VTQL: ``=``, ``!=`` and ``LIKE`` joined by OR/AND, ``LIMIT [offset,] count``; Users
+  only for admins), retrieve; sessions can be expired.
 
-Outage modes: ``mode`` = ``ok`` | ``503`` | ``hang`` | ``html`` | ``404``, and
+Outage modes: ``mode`` = ``ok`` | ``503`` | ``hang`` | ``html`` (a login page in a 200) |
+``404`` | ``500`` (a database down: an empty 500) | ``fatal`` (PHP's fatal error text in a
+200, after nothing was written), and
 ``refuse()`` / ``accept()`` to close and re-open the listening socket on the same port.
 """
 
@@ -92,6 +96,7 @@ class User:
     is_admin: bool = False
     access_key: str = ""
     phones: dict[str, str] = field(default_factory=dict)
+    status: str = "Active"
 
 
 @dataclass
@@ -104,12 +109,17 @@ class Entity:
 
 
 def lab_users() -> list[User]:
-    """The lab vtiger of the fixtures: admin, manager1 = 101, manager2 = 102, 103."""
+    """admin, manager1 = 101, manager2 = 102, manager3 = 103 (every lab phone a user)."""
+    return [*real_lab_users(), User(7, "manager3", "103", "Olga", "Manager3", False, "m3key")]
+
+
+def real_lab_users() -> list[User]:
+    """As the real lab CRMs are seeded: admin, manager1 = 101, manager2 = 102; phone 103
+    has no CRM user (the misfiled and ownerless calls of issue #15 are its calls)."""
     return [
         User(1, "admin", "", "Lab", "Administrator", True, "adminkey123"),
         User(5, "manager1", "101", "Ivan", "Manager1", False, "m1key"),
         User(6, "manager2", "102", "Petr", "Manager2", False, "m2key"),
-        User(7, "manager3", "103", "Olga", "Manager3", False, "m3key"),
     ]
 
 
@@ -129,17 +139,17 @@ def lab_entities() -> list[Entity]:
 
 
 class FakeVtiger:
+    has_spagi = False  # SalesPlatform's SPAgi.php (fakesalesplatform.py)
+
     def __init__(
         self,
         *,
         secret: str = "pinc-lab-secret-42",
-        profile: str = "vtiger",
         users: list[User] | None = None,
         entities: list[Entity] | None = None,
         outbound_trunk: str = "pinc-trunk",
     ) -> None:
         self.secret = secret
-        self.profile = profile
         self.users = users if users is not None else lab_users()
         self.entities = entities if entities is not None else lab_entities()
         self.outbound_trunk = outbound_trunk
@@ -255,16 +265,26 @@ class FakeVtiger:
                 self.hanging -= 1
         if self.mode == "html":
             return 200, "text/html", b"<!DOCTYPE html><html><body>Login page</body></html>"
+        if self.mode == "500":
+            return 500, "text/html; charset=UTF-8", b""
+        if self.mode == "fatal":
+            return 200, "text/html; charset=UTF-8", (
+                b"<br />\n<b>Fatal error</b>:  Uncaught Error: Call to undefined method in "
+                b"/var/www/modules/PBXManager/models/Record.php:42<br />")
         target = request.target.decode("latin-1")
         parts = urlsplit(target)
         get = dict(parse_qsl(parts.query, keep_blank_values=True))
         post = dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
         path = re.sub("/+", "/", parts.path)
-        if self.mode == "404" or not path.endswith((CALLBACKS, SPAGI, WEBSERVICE)):
+        known = (CALLBACKS, SPAGI, WEBSERVICE) if self.has_spagi else (CALLBACKS, WEBSERVICE)
+        if self.mode == "404" or not path.endswith(known):
             return 404, "text/html", b"<html><body>Not Found</body></html>"
         if path.endswith(WEBSERVICE):
             method = request.method.decode()
-            return 200, "application/json", json.dumps(self._webservice(method, get, post)).encode()
+            answer = self._webservice(method, get, post)
+            if answer is None:
+                return 500, "text/html; charset=UTF-8", b""
+            return 200, "application/json", json.dumps(answer).encode()
         params = {**get, **post}  # $_REQUEST with request_order "GP"
         if params.get("vtigersignature") != self.secret:
             if path.endswith(SPAGI):
@@ -273,11 +293,11 @@ class FakeVtiger:
             return 200, "text/xml; charset=utf-8", AUTH_FAILURE.encode()
         values = {k: purify(v) for k, v in params.items()}
         if path.endswith(SPAGI):
-            return 200, "application/json", json.dumps(self._spagi(values)).encode()
+            return 200, "application/json", json.dumps(self.spagi(values)).encode()
         self.accepted.append(values)
-        if self.profile == "salesplatform":
-            self._sp_callback(values)
-            return 200, "text/html; charset=UTF-8", b""
+        return self._answer_callback(values)
+
+    def _answer_callback(self, values: dict[str, Any]) -> tuple[int, str, bytes]:
         xml = self._callback(values)
         if xml is not None:
             return 200, "text/xml; charset=utf-8", xml.encode()
@@ -300,17 +320,10 @@ class FakeVtiger:
         n = fnumber(as_column(number))
         if not n:
             return None
-        if self.profile == "salesplatform":
-            n = n[-10:]
         for entity in self.entities:
             for name in PHONE_FIELDS[entity.module]:
                 stored = fnumber(entity.fields.get(name, ""))
-                if not stored:
-                    continue
-                if self.profile == "salesplatform":
-                    if stored.endswith(n):
-                        return entity
-                elif stored.startswith(n) or stored[::-1].startswith(n[::-1]):
+                if stored and (stored.startswith(n) or stored[::-1].startswith(n[::-1])):
                     return entity
         return None
 
@@ -436,93 +449,14 @@ class FakeVtiger:
         )
         return head + numbers + "</Dial></Response>"
 
-    # --- SalesPlatform "Звонки" ----------------------------------------------------
-
-    def _sp_row(self, uuid: str, user: User) -> dict[str, Any] | None:
-        return self.row(uuid, user.id)
-
-    def _sp_callback(self, p: dict[str, Any]) -> None:
-        status = p.get("callstatus")
-        uuid = as_column(p.get("callUUID"))
-        if status in ("DialBegin", "StartApp"):
-            caller = p.get("callerIdNumber")
-            if status == "DialBegin":
-                dial = as_column(p.get("dialString"))
-                dest = dial.split("@")[0] if "@" in dial else dial.split("/")[-1]
-            else:
-                dest = ""
-            if caller == dest:
-                return  # the Originate leg that rings the employee first
-            user = self.user_by_number(caller)
-            if user is not None:
-                direction, number = "outbound", dest
-            else:
-                user = self.user_by_number(dest)
-                direction, number = "inbound", caller
-            if user is None and status == "DialBegin":
-                return
-            customer = self.customer_by_number(number)
-            values = dict(direction=direction, sourceuuid=uuid,
-                          customer=customer.id if customer else None,
-                          customertype=customer.module if customer else None,
-                          user=user.id if user else None,
-                          smownerid=user.id if user else 1,
-                          customernumber=number, starttime=p.get("StartTime"),
-                          callstatus="ringing")
-            existing = self.row(uuid, user.id if user else None) if user else None
-            if existing is not None:
-                self._update(existing, values)
-            else:
-                self._new_row(**values)
-            return
-        key = {"DialAnswer": None, "Hangup": "callerIdNum", "EndCall": "callerNumber",
-               "Record": "callerNumber"}.get(as_column(status), "-")
-        if key == "-":
-            return
-        if status == "DialAnswer":
-            user = self.user_by_number(p.get("callerid1")) or self.user_by_number(
-                p.get("callerid2"))
-        else:
-            user = self.user_by_number(p.get(key))
-        if user is None:
-            return
-        row = self._sp_row(uuid, user)
-        if row is None:
-            return
-        if status == "DialAnswer":
-            row["callstatus"] = "in-progress"
-        elif status == "Hangup":
-            if not php_truthy(p.get("causetxt")) or p.get("causetxt") == "null":
-                return
-            values = {"callstatus": self._cause_status(p)}
-            if php_truthy(p.get("EndTime")) and php_truthy(p.get("Duration")):
-                values |= {"endtime": p.get("EndTime"), "totalduration": p.get("Duration")}
-            else:
-                values |= {"endtime": self.clock}
-            self._update(row, values)
-        elif status == "EndCall":
-            self._update(row, {"starttime": p.get("starttime"), "endtime": p.get("endtime"),
-                               "totalduration": p.get("duration"),
-                               "billduration": p.get("billableseconds")})
-        elif status == "Record":
-            self._update(row, {"recordingurl": p.get("recordinglink")})
-
-    def _spagi(self, p: dict[str, Any]) -> dict[str, Any]:
-        number = p.get("callerNumber")
-        if not php_truthy(number):
-            return {"success": False, "error": {"code": 400, "message": "Invalid request params"}}
-        customer = self.customer_by_number(number)
-        ext = None
-        if customer is not None and not customer.group:
-            owner = next((u for u in self.users if u.id == customer.owner), None)
-            ext = owner.phone_crm_extension if owner else None
-        return {"success": True, "result": {"crmUserExtension": ext or None}}
+    def spagi(self, p: dict[str, Any]) -> dict[str, Any]:
+        raise NotImplementedError  # only SalesPlatform has SPAgi.php
 
     # --- webservice ----------------------------------------------------------------
 
     def _webservice(
         self, method: str, get: dict[str, str], post: dict[str, str]
-    ) -> dict[str, Any]:
+    ) -> dict[str, Any] | None:
         op = get.get("operation") or post.get("operation", "")
         # GET operations read only $_GET, POST operations only $_POST
         kinds = {"getchallenge": "GET", "login": "POST", "query": "GET", "retrieve": "GET"}
@@ -566,7 +500,10 @@ class FakeVtiger:
     def _ws_user_record(self, user: User) -> dict[str, Any]:
         return {"id": f"19x{user.id}", "user_name": user.user_name,
                 "first_name": user.first_name, "last_name": user.last_name,
-                "phone_crm_extension": user.phone_crm_extension, "status": "Active"}
+                "phone_crm_extension": user.phone_crm_extension, "status": user.status,
+                "is_admin": "on" if user.is_admin else "off",
+                "user_password": "$2y$10$hash-of-" + user.user_name,
+                "accesskey": user.access_key, **user.phones}
 
     def _ws_entity_record(self, e: Entity) -> dict[str, Any]:
         owner = f"{WS_PREFIX['Groups' if e.group else 'Users']}x{e.owner}"
@@ -586,10 +523,11 @@ class FakeVtiger:
                 return {"success": True, "result": self._ws_entity_record(e)}
         return _ws_error("RECORD_NOT_FOUND", "Record you are trying to access is not found")
 
-    def _ws_query(self, me: User, query: str) -> dict[str, Any]:
+    def _ws_query(self, me: User, query: str) -> dict[str, Any] | None:
         m = re.fullmatch(
             r"\s*SELECT\s+(?P<cols>.+?)\s+FROM\s+(?P<module>\w+)"
-            r"(?:\s+WHERE\s+(?P<where>.+?))?(?:\s+LIMIT\s+(?P<limit>\d+))?\s*;\s*",
+            r"(?:\s+WHERE\s+(?P<where>.+?))?"
+            r"(?:\s+LIMIT\s+(?:(?P<offset>\d+)\s*,\s*)?(?P<limit>\d+))?\s*;\s*",
             query, re.I | re.S,
         )
         if not m:
@@ -606,10 +544,16 @@ class FakeVtiger:
         if m["where"]:
             records = [r for r in records if _vtql_match(r, m["where"])]
         limit = min(int(m["limit"] or 100), 100)
+        offset = int(m["offset"] or 0)
         cols = [c.strip() for c in m["cols"].split(",")]
+        if cols == ["*"] and not self.select_star_ok(module):
+            return None  # SalesPlatform: HTTP 500, empty body
         if cols != ["*"]:
             records = [{c: r.get(c, "") for c in [*cols, "id"]} for r in records]
-        return {"success": True, "result": records[:limit]}
+        return {"success": True, "result": records[offset : offset + limit]}
+
+    def select_star_ok(self, module: str) -> bool:
+        return True
 
 
 def _ws_error(code: str | int, message: str) -> dict[str, Any]:

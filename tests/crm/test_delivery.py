@@ -11,7 +11,7 @@ from pinc import metrics
 from pinc.calls.model import CallChange
 from pinc.config import Config
 from pinc.crm.delivery import DeliveryWorker
-from pinc.crm.vtiger import make_outbox_hook
+from pinc.crm.outbox import make_outbox_hook
 from pinc.web import tickets
 from tests.crm.conftest import crm_config, wait_until
 from tests.crm.fakevtiger import FakeVtiger

@@ -11,6 +11,7 @@ from pinc.config import replace
 from pinc.crm.webservice import CrmLookupError, VtigerWebservice
 from pinc.routing import Customer
 from tests.crm.conftest import crm_config
+from tests.crm.fakesalesplatform import FakeSalesPlatform
 from tests.crm.fakevtiger import FakeVtiger
 
 
@@ -90,7 +91,7 @@ async def test_unreachable_crm(tmp_path: Path) -> None:
 
 
 async def test_salesplatform_spagi(nursery: trio.Nursery, tmp_path: Path) -> None:
-    vtiger = FakeVtiger(profile="salesplatform")
+    vtiger = FakeSalesPlatform()
     await nursery.start(vtiger.run)
     config = crm_config(vtiger.port, tmp_path, profile="salesplatform", username="",
                         access_key="")
@@ -106,3 +107,21 @@ async def test_salesplatform_spagi(nursery: trio.Nursery, tmp_path: Path) -> Non
     assert found is not None and found.user_extension == "101"
     assert none is None
     assert [op for op, _ in vtiger.ws_log] == []  # no webservice involved
+
+
+async def test_salesplatform_routes_through_spagi_with_credentials(nursery: trio.Nursery,
+                                                                  tmp_path: Path) -> None:
+    """Issue #15: with the admin's webservice key set, routing went to a `select *` that
+    SalesPlatform answers with HTTP 500. It asks SPAgi.php, as SalesPlatform's connector."""
+    vtiger = FakeSalesPlatform()
+    await nursery.start(vtiger.run)
+    config = crm_config(vtiger.port, tmp_path, profile="salesplatform")  # with a key
+    ws = VtigerWebservice(config)
+    with trio.fail_after(10):
+        found = await ws.find_customer("+7 (916) 123-45-67")
+        named = await ws.describe("79161234567")  # names: the webservice, columns listed
+    await ws.aclose()
+    assert found is not None and found.user_extension == "101"
+    assert named is not None and (named.name, named.module) == ("Anna Customer", "Contacts")
+    queries = [p["query"] for op, p in vtiger.ws_log if op == "query"]
+    assert queries and all("*" not in q for q in queries)

@@ -13,7 +13,7 @@ from pathlib import Path
 import trio
 
 from pinc.crm.delivery import DeliveryWorker
-from pinc.crm.vtiger import make_outbox_hook
+from pinc.crm.outbox import make_outbox_hook
 from tests.crm.conftest import crm_config, wait_until
 from tests.crm.fakevtiger import FakeVtiger
 from tests.crm.minijournal import MiniJournal, rows

@@ -14,7 +14,7 @@ import trio
 
 from pinc.config import load_config
 from pinc.crm.delivery import DeliveryWorker
-from pinc.crm.vtiger import make_outbox_hook
+from pinc.crm.outbox import make_outbox_hook
 from pinc.feed import FeedHub
 from pinc.journal.store import Journal
 from tests.crm.scenarios import answered_inbound_changes

@@ -30,6 +30,7 @@ SCENARIOS = sorted(
     if p.stem != "concurrent_load"
 )
 CRM_SECRET = "pinc-lab-secret-42"
+USERS = {"101": 5, "102": 6, "103": 7}  # the fake's default users: every phone is one
 
 
 def with_crm(path: Path, vtiger_port: int, recordings: Path) -> Path:
@@ -38,7 +39,10 @@ def with_crm(path: Path, vtiger_port: int, recordings: Path) -> Path:
     text += (
         f'\n[crm]\nprofile = "vtiger"\nurl = "http://127.0.0.1:{vtiger_port}/vtigercrm"\n'
         f'secret = "{CRM_SECRET}"\ntimezone = "Europe/Moscow"\nretry_min = 0.05\n'
-        f'retry_max = 0.5\n'
+        f'retry_max = 0.5\ndefault_user = "101"\n'
+        # no webservice key here: missed calls go to crm.default_user, not to whoever the
+        # journal saw talking with the number last
+        '\n[routing]\njournal_fallback_days = 0\n'
     )
     text = text.replace("[web]\n", '[web]\npublic_url = "http://pbx.example:8099"\n')
     path.write_text(text, encoding="utf-8")
@@ -88,7 +92,8 @@ async def test_pinc_run_delivers_every_scenario_to_vtiger(tmp_path: Path) -> Non
     for call in customer_calls:
         row = vtiger.row(call["id"])
         assert row is not None, f"vtiger has no row for {call['id']}"
-        want = vtiger_row_for(config, call)
+        want = vtiger_row_for(config, call, USERS, owner="101")
+        assert want is not None
         assert {k: row[k] for k in want} == want, call["id"]
     linked = [r for r in vtiger.rows if r["recordingurl"]]
     assert len(linked) == sum(c["status"] == "completed" and bool(c["recording"])

@@ -16,7 +16,7 @@ import h11
 import trio
 
 from pinc.crm.delivery import DeliveryWorker
-from pinc.crm.vtiger import make_outbox_hook
+from pinc.crm.outbox import make_outbox_hook
 from pinc.feed import FeedHub
 from pinc.journal.store import Journal
 from tests.crm.conftest import crm_config

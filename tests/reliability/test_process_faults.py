@@ -171,14 +171,18 @@ async def test_sigkill_loop_then_sigterm_under_load(tmp_path: Path, run_slow: bo
     calls = db_rows(db, "SELECT id, live FROM calls")
     assert all(live == 0 for _, live in calls) and set(ends) == {c for c, _ in calls}
     # every callback delivered, in order per call
-    rows = db_rows(db, "SELECT call_id, kind, state FROM outbox ORDER BY id")
-    assert rows and all(state == "done" for _, _, state in rows)
+    rows = db_rows(db, "SELECT call_id, kind, state, last_error FROM outbox ORDER BY id")
+    # a call that ended missed while pinc was down names its owner in a DialAnswer; with
+    # no CRM users known and no crm.default_user there is none, and that one is dropped
+    assert rows and all(state == "done" or (state == "dropped" and error.startswith("no owner"))
+                        for _, _, state, error in rows), [r for r in rows if r[2] != "done"]
     by_call: dict[str, list[str]] = {}
     for p in vtiger.accepted:
         by_call.setdefault(str(p["callUUID"]), []).append(str(p["callstatus"]))
     expected: dict[str, list[str]] = {}
-    for call_id, kind, _ in rows:
-        expected.setdefault(str(call_id), []).append(str(kind))
+    for call_id, kind, state, _ in rows:
+        if state == "done":
+            expected.setdefault(str(call_id), []).append(str(kind))
     lost_callbacks = 0
     for call_id, kinds in expected.items():
         sent = by_call.get(call_id, [])
@@ -196,7 +200,7 @@ async def test_sigkill_loop_then_sigterm_under_load(tmp_path: Path, run_slow: bo
     record("process.kill_phases", phases)
     record("process.calls_in_transcript", rounds * CALLS_PER_ROUND)
     record("process.calls_in_journal", seen_calls)
-    record("process.callbacks_delivered", len(rows))
+    record("process.callbacks_delivered", sum(r[2] == "done" for r in rows))
     record("process.sigterm_exit_seconds", round(sigterm_seconds, 2))
     add("process.calls_lost", calls_lost)
     add("process.callbacks_lost", lost_callbacks)

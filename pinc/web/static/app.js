@@ -2,6 +2,7 @@
 "use strict";
 
 const LIVE = new Map(); // call id -> call snapshot
+const NAMES = new Map(); // customer number -> {name, type, id, url} from the CRM (via /ws)
 let recent = []; // newest first
 const RECENT_MAX = 30;
 let ws = null;
@@ -35,11 +36,40 @@ function when(iso) {
   return d.toLocaleDateString([], { day: "2-digit", month: "short" }) + " " + time;
 }
 
+const TYPE_LABEL = { Contacts: "Contact", Leads: "Lead", Accounts: "Organization" };
+
+function customerNumber(call) {
+  if (call.direction === "outbound") return call.to;
+  if (call.direction === "inbound") return call.from;
+  return "";
+}
+
+function known(call) {
+  // The CRM record of the customer, when pinc knows it (a /ws message said so).
+  return call.customer || NAMES.get(customerNumber(call)) || null;
+}
+
 function customer(call) {
   // The outside party: the caller of an inbound call, the dialled number of an outbound one.
-  if (call.direction === "outbound") return { main: call.to, line: `from ${call.from}` };
   if (call.direction === "internal") return { main: `${call.from} → ${call.to}`, line: "internal call" };
-  return { main: call.from || "unknown", line: call.to ? `to ${call.to}` : "" };
+  const number = customerNumber(call) || "unknown";
+  const rec = known(call);
+  const route = call.direction === "outbound" ? `from ${call.from}` : call.to ? `to ${call.to}` : "";
+  if (rec && rec.name) {
+    const type = TYPE_LABEL[rec.type] || rec.type || "";
+    return { main: rec.name, line: [type, number, route].filter(Boolean).join(" · "), rec };
+  }
+  return { main: number, line: route };
+}
+
+function partyNode(party) {
+  // The customer's name links to their record in the CRM, as the CRM's own card does.
+  if (!party.rec || !/^https?:\/\//.test(party.rec.url || "")) return document.createTextNode(party.main);
+  const a = el("a", "crm-link", party.main);
+  a.href = party.rec.url;
+  a.target = "_blank";
+  a.rel = "noopener noreferrer";
+  return a;
 }
 
 function el(tag, cls, text) {
@@ -68,7 +98,7 @@ function renderCard(call, card) {
   pill.className = "pill " + call.status;
   pill.textContent = STATUS_LABEL[call.status] || call.status;
   const party = customer(call);
-  card.querySelector(".party").textContent = party.main;
+  card.querySelector(".party").replaceChildren(partyNode(party));
   card.querySelector(".line").textContent = party.line;
   const who = card.querySelector(".who");
   who.replaceChildren();
@@ -164,7 +194,15 @@ function recentRow(call, fresh) {
   const dir = el("td", "dir-icon " + call.direction, DIR_ICON[call.direction] || "");
   dir.title = DIR_LABEL[call.direction] || call.direction;
   tr.append(dir);
-  tr.append(el("td", "number", call.from || "—"), el("td", "number", call.to || "—"));
+  const rec = known(call);
+  const numberCell = (value) => {
+    const td = el("td", "number", value || "—");
+    if (rec && rec.name && value && value === customerNumber(call)) {
+      td.replaceChildren(partyNode({ main: rec.name, rec }), el("div", "muted", value));
+    }
+    return td;
+  };
+  tr.append(numberCell(call.from), numberCell(call.to));
   tr.append(el("td", "", call.answered_by || "—"));
   const st = el("td");
   st.append(el("span", "pill " + call.status, STATUS_LABEL[call.status] || call.status));
@@ -208,12 +246,19 @@ function setChip(id, state, text) {
 function apply(msg) {
   if (msg.type === "snapshot") {
     LIVE.clear();
-    for (const c of msg.calls) LIVE.set(c.id, c);
+    for (const c of msg.calls) {
+      LIVE.set(c.id, c);
+      if (c.customer) NAMES.set(customerNumber(c), c.customer);
+    }
     renderLive();
     return;
   }
   if (!msg.type || !msg.type.startsWith("call.")) return;
   const call = msg.call;
+  if (msg.customer) {
+    call.customer = msg.customer;
+    NAMES.set(customerNumber(call), msg.customer);
+  }
   if (call.status === "ringing" || call.status === "answered") {
     LIVE.set(call.id, call);
     renderLive();
