@@ -100,6 +100,8 @@ class AmiRecorder:
                 while b"\r\n\r\n" in buf:
                     one, buf = buf.split(b"\r\n\r\n", 1)
                     self._dispatch(Msg.parse(one, time.time()))
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            pass  # logoff() closed a session Asterisk did not close first
         finally:
             raw.flush()
             self._closed.set()

@@ -2,8 +2,11 @@
 registers every scenario (tests.lab.scenario.REGISTRY)."""
 
 from tests.lab.scenarios import (  # noqa: F401
+    calls,
+    features,
     groups,
     pickup,
     queues,
+    quirks,
     transfers,
 )
