@@ -290,11 +290,12 @@ class DeliveryWorker:
                     self._note_ok()
                     continue
                 if outcome.result == "auth":
-                    self._note_auth(outcome.error)
-                    self._auth_row = row.id
+                    # the row records the failure before the status says so
                     await self.journal.write(
                         partial(outbox.mark_auth, row_id=row.id, error=outcome.error)
                     )
+                    self._note_auth(outcome.error)
+                    self._auth_row = row.id
                     metrics.CRM_CALLBACKS.labels(result="auth").inc()
                     return False
                 await self._note_failure(row, outcome)
