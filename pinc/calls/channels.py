@@ -202,3 +202,39 @@ def on_originate_response(st: State, f: Fields, out: Out) -> None:
     if number and ext and number != ext:
         chan.role = "employee"
         st.classify(live, "internal" if st.office.is_ext(number) else "outbound", ext, number, out)
+
+
+def on_bridge_enter(st: State, f: Fields, out: Out) -> None:
+    chan = touch(st, f, "", out)
+    bridge = clean(f.get("BridgeUniqueid", ""))
+    if chan is None or not bridge:
+        return
+    leave_bridge(st, chan)
+    swapped = st.chans.get(clean(f.get("SwapUniqueid", "")))
+    if swapped is not None:  # Local optimisation: this channel takes the other's place
+        leave_bridge(st, swapped)
+    chan.bridge = bridge
+    st.bridges.setdefault(bridge, []).append(chan)
+
+
+def on_bridge_leave(st: State, f: Fields, out: Out) -> None:
+    chan = touch(st, f, "", out)
+    if chan is not None:
+        leave_bridge(st, chan)
+
+
+def on_bridge_destroy(st: State, f: Fields, out: Out) -> None:
+    for chan in st.bridges.pop(clean(f.get("BridgeUniqueid", "")), ()):
+        chan.bridge = ""
+
+
+def leave_bridge(st: State, chan: Chan) -> None:
+    if not chan.bridge:
+        return
+    members = st.bridges.get(chan.bridge)
+    if members is not None:
+        if chan in members:
+            members.remove(chan)
+        if not members:
+            del st.bridges[chan.bridge]
+    chan.bridge = ""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from pinc.calls.channels import touch
+from pinc.calls.channels import leave_bridge, touch
 from pinc.calls.names import clean, digits
 from pinc.calls.state import LegState, Live, Out, State
 from pinc.calls.transfers import confirm
@@ -19,8 +19,7 @@ Fields = Mapping[str, str]
 
 DISCONNECTED_REASON = "ended while pinc was disconnected"
 STALE_REASON = "stale: no event for too long"
-CDR_GRACE_SECONDS = 3.0  # live: how long an ended call waits for its trailing Cdr events
-CDR_GRACE_EVENTS = 3000  # replay: the same wait, counted in events
+CDR_GRACE_SECONDS = 3.0  # how long (event clock) an ended call waits for its trailing Cdrs
 
 _FAILED_CAUSES = frozenset({1, 3, 20, 27, 34, 38, 41, 42, 44, 47, 58, 88, 127})
 _NOANSWER_CAUSES = frozenset({18, 19, 21})
@@ -32,6 +31,7 @@ def on_hangup(st: State, f: Fields, out: Out) -> None:
         return
     chan.hung = True
     st.pairs.pop(chan.parsed.pair, None)
+    leave_bridge(st, chan)
     live = chan.call
     if live is None:
         return
@@ -65,9 +65,9 @@ def on_hangup(st: State, f: Fields, out: Out) -> None:
 
 def close(st: State, live: Live) -> None:
     """Every channel of the call hung up: wait for its trailing Cdr events."""
-    if live.closing_seq is not None:
+    if live.closed:
         return
-    live.closing_seq = st.seq
+    live.closed = True
     live.closing_at = st.now
     st.closing[live.call.id] = live
 
@@ -80,27 +80,17 @@ def end_now(st: State, live: Live, reason: str, out: Out) -> None:
 
 
 def finish_due(st: State, out: Out) -> None:
-    # closing is in closing order (seq and clock only grow), so the first call not
-    # yet due ends the scan: this runs on every event and must not be O(closing).
+    """End the calls whose Cdr grace is over by the event clock."""
+    # closing is in closing order (a call that moves its closing time later moves to
+    # the end), so the first call not yet due ends the scan: this runs on every event
+    # and must not be O(closing).
     due: list[Live] = []
     for live in st.closing.values():
-        if live.closing_seq is None:
-            continue
-        if st.live_clock:
-            if live.closing_at is None or st.now - live.closing_at < CDR_GRACE_SECONDS:
-                break
-        elif st.seq - live.closing_seq < CDR_GRACE_EVENTS:
+        if live.closing_at is not None and st.now - live.closing_at < CDR_GRACE_SECONDS:
             break
         due.append(live)
     for live in due:
         finish(st, live, out)
-
-
-def finish_expired(st: State, at: float, out: Out) -> None:
-    """Live: the calls whose Cdr grace has passed by ``at`` end."""
-    for live in list(st.closing.values()):
-        if live.closing_at is not None and at - live.closing_at >= CDR_GRACE_SECONDS:
-            finish(st, live, out)
 
 
 def finish(st: State, live: Live, out: Out) -> None:
@@ -115,6 +105,7 @@ def finish(st: State, live: Live, out: Out) -> None:
         if st.by_name.get(chan.name) is chan:
             del st.by_name[chan.name]
         st.pairs.pop(chan.parsed.pair, None)
+        leave_bridge(st, chan)
         chan.call = None
         chan.peer = None
     if live.kind is None:

@@ -39,6 +39,7 @@ class Chan:
     call: Live | None = None
     role: str = "other"  # customer | employee | other
     originated: bool = False  # rung by an Originate (no caller channel)
+    bridge: str = ""  # the BridgeUniqueid it is in, if any
 
 
 @dataclass(slots=True, eq=False)
@@ -77,7 +78,7 @@ class Live:
     cdr_end: float | None = None
     last_hangup: float | None = None
     customer_hung: bool = False
-    closing_seq: int | None = None
+    closed: bool = False  # every channel hung up: waiting for trailing Cdrs
     closing_at: float | None = None
     last_at: float = 0.0
     cause_set: bool = False
@@ -96,12 +97,15 @@ class State:
         self.chans: dict[str, Chan] = {}
         self.by_name: dict[str, Chan] = {}
         self.pairs: dict[str, Chan] = {}  # Local pair key -> the half seen first
+        self.bridges: dict[str, list[Chan]] = {}  # BridgeUniqueid -> members, in entry order
         self.calls: dict[str, Live] = {}  # linkedid -> call (merged linkedids too)
         self.closing: dict[str, Live] = {}  # call id -> call waiting for its Cdrs
         self.originates: OrderedDict[str, dict[str, str | None]] = OrderedDict()
         self.crm_transfers: set[str] = set()  # calls pinc was asked to transfer
-        self.now = 0.0
-        self.live_clock = False
+        self.now = 0.0  # the event clock (clock.py): epoch seconds, UTC, never goes back
+        self.skew = 0.0  # live: the PBX's clock minus the arrival clock (clock.py)
+        self.sharp = False  # the clock reads Timestamp headers or arrival times (clock.py)
+        self.cdr_offset: float | None = None  # the PBX's local time minus UTC (cdr.py)
         self.seq = 0
         self.stats = {"events": 0, "calls_started": 0, "calls_ended": 0, "merged": 0}
 
@@ -121,11 +125,40 @@ class State:
                 return live
         return None
 
-    def employee_ext(self, chan: Chan | None) -> str:
-        """The extension of the employee behind a channel (its name, its Local peer's
-        name, or an extension-shaped caller id), or ``""``."""
+    def who(self, live: Live, chan: Chan | None) -> str:
+        """The employee behind a channel of ``live``: the leg's extension when the PBX rang
+        it, else the caller behind it (``employee_ext``)."""
         if chan is None:
             return ""
+        ls = live.leg_by_pair.get(chan.parsed.pair)
+        if ls is not None and ls.followme_owner is None:
+            return ls.leg.ext
+        return self.employee_ext(chan)
+
+    def dialled_ext(self, live: Live, chan: Chan | None) -> str:
+        """Whom a channel rings, as a transfer target: its leg, else its name (a Local
+        channel's name says whom it dials), else an extension-shaped caller id."""
+        if chan is None:
+            return ""
+        ls = live.leg_by_pair.get(chan.parsed.pair)
+        if ls is not None:
+            return ls.leg.ext
+        if chan.ext is not None:
+            return chan.ext
+        if chan.peer is not None and chan.peer.ext is not None:
+            return chan.peer.ext
+        return chan.cid if self.office.is_ext(chan.cid) else ""
+
+    def employee_ext(self, chan: Chan | None) -> str:
+        """The extension of the employee behind a channel as a caller, or ``""``.
+
+        A phone's own channel (``PJSIP/101-…``) names it. A Local channel's name names
+        whom it *dials* (``Local/102@from-internal-…;1`` is a call to 102), so the caller
+        behind it is its caller id when that is an extension; its name only otherwise."""
+        if chan is None:
+            return ""
+        if chan.parsed.tech == "Local" and self.office.is_ext(chan.cid):
+            return chan.cid
         if chan.ext is not None:
             return chan.ext
         if chan.peer is not None and chan.peer.ext is not None:
@@ -137,8 +170,10 @@ class State:
     # ---- calls --------------------------------------------------------------------------
 
     def new_call(self, linkedid: str) -> Live:
+        # The call began when its oldest channel was made (the Linkedid's epoch second);
+        # the clock is sharper when it is within that second, i.e. we saw it begin.
         started = epoch_of(linkedid)
-        if started is None or self.live_clock:
+        if started is None or 0.0 <= self.now - started < 1.0:
             started = self.now or started
         call = Call(id=self.new_id(linkedid, started), linkedid=linkedid, started_at=started)
         call.linkedids.append(linkedid)

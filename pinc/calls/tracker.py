@@ -21,10 +21,10 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from pinc.ami.protocol import Message
-from pinc.calls import cdr, channels, closing, legs, transfers
+from pinc.calls import cdr, channels, clock, closing, legs, transfers
 from pinc.calls.closing import DISCONNECTED_REASON, STALE_REASON
 from pinc.calls.model import Call, CallChange, CallIdFactory, call_from_dict
-from pinc.calls.names import clean, digits, epoch_of
+from pinc.calls.names import clean, digits
 from pinc.calls.state import Live, Out, State, chan_ext
 from pinc.config import PbxConfig
 
@@ -48,6 +48,9 @@ HANDLERS: dict[str, Handler] = {
     "BlindTransfer": transfers.on_blind_transfer,
     "AttendedTransfer": transfers.on_attended_transfer,
     "LocalBridge": channels.on_local_bridge,
+    "BridgeEnter": channels.on_bridge_enter,
+    "BridgeLeave": channels.on_bridge_leave,
+    "BridgeDestroy": channels.on_bridge_destroy,
     "Cdr": cdr.on_cdr,
     "OriginateResponse": channels.on_originate_response,
     "CoreShowChannel": channels.on_touch_only,
@@ -73,19 +76,14 @@ class Tracker:
             return out
         st.stats["events"] += 1
         f = msg.fields
-        if at is not None:
-            st.live_clock = True
-            if at > st.now:
-                st.now = at
-        elif not st.live_clock:
-            _advance_clock(st, f)
+        clock.advance(st, f, at)
+        if st.closing:  # before the event: a call due by this event's time is over
+            closing.finish_due(st, out)
         handler = HANDLERS.get(msg.name)
         if handler is not None:
             handler(st, f, out)
         elif "Uniqueid" in f:
             channels.touch(st, f, "", out)
-        if st.closing:
-            closing.finish_due(st, out)
         return out
 
     # ------------------------------------------------------------------ what pinc does
@@ -123,8 +121,7 @@ class Tracker:
         """After a reconnect: end the calls none of whose channels is still up."""
         st = self._st
         out: list[CallChange] = []
-        if at > st.now:
-            st.now = at
+        clock.wall(st, at)
         alive_uids: set[str] = set()
         alive_links: set[str] = set()
         for msg in snapshot:
@@ -133,7 +130,7 @@ class Tracker:
                 alive_uids.add(uid)
                 alive_links.add(clean(msg.get("Linkedid")) or uid)
         for live in st.unique_live():
-            if live.closing_seq is not None:
+            if live.closed:
                 continue
             still = [c for c in live.chans.values() if c.uid in alive_uids]
             known_link = any(link in alive_links for link in live.call.linkedids)
@@ -153,13 +150,12 @@ class Tracker:
         """Close stale calls and finish ended calls whose Cdr grace has passed."""
         st = self._st
         out: list[CallChange] = []
-        if at > st.now:
-            st.now = at
-        limit = at - self.pbx.stale_call_seconds
+        clock.wall(st, at)
+        limit = st.now - self.pbx.stale_call_seconds
         for live in st.unique_live():
-            if live.closing_seq is None and live.last_at < limit:
+            if not live.closed and live.last_at < limit:
                 closing.end_now(st, live, STALE_REASON, out)
-        closing.finish_expired(st, at, out)
+        closing.finish_due(st, out)
         return out
 
     def flush(self) -> list[CallChange]:
@@ -189,9 +185,7 @@ class Tracker:
 
     def _open_lives(self) -> Iterator[Live]:
         """Calls announced and not yet hung up: what ``live_calls`` lists."""
-        return (
-            live for live in self._st.unique_live() if live.announced and live.closing_seq is None
-        )
+        return (live for live in self._st.unique_live() if live.announced and not live.closed)
 
     def live_calls(self) -> list[Call]:
         return [live.call for live in self._open_lives()]
@@ -223,17 +217,8 @@ class Tracker:
         lives = st.unique_live()
         return {
             **st.stats,
-            "live_calls": sum(1 for x in lives if x.closing_seq is None),
+            "live_calls": sum(1 for x in lives if not x.closed),
             "closing_calls": len(st.closing),
             "channels": len(st.chans),
             "pending_originates": len(st.originates),
         }
-
-
-def _advance_clock(st: State, f: Mapping[str, str]) -> None:
-    for key in ("Uniqueid", "DestUniqueid"):
-        uid = f.get(key)
-        if uid:
-            ep = epoch_of(clean(uid))
-            if ep is not None and ep > st.now:
-                st.now = ep

@@ -70,7 +70,7 @@ def on_blind_transfer(st: State, f: Fields, out: Out) -> None:
         return
     live = chan.call
     target = digits(clean(f.get("Extension", "")))
-    from_ext = st.employee_ext(transferer) or (live.call.answered_by or "")
+    from_ext = st.who(live, transferer) or (live.call.answered_by or "")
     explicit_transfer(st, live, "blind", from_ext, target, out)
 
 
@@ -81,6 +81,13 @@ def on_attended_transfer(st: State, f: Fields, out: Out) -> None:
     target_chan = touch(st, f, "TransferTarget", out)
     if clean(f.get("Result", "")) != "Success":
         return
+    if target_chan is None and clean(f.get("DestType", "")) == "Bridge":
+        # An Asterisk race (the transferer's Local half hung up first) leaves the
+        # TransferTarget fields out: the target is who entered the bridge just before.
+        members = st.bridges.get(clean(f.get("DestBridgeUniqueid", "")), [])
+        target_chan = members[-1] if members else None
+        if target_chan in (orig, second, transferee):
+            target_chan = None
     chans = [c for c in (transferee, orig, second, target_chan) if c is not None]
     if not chans or chans[0].call is None:
         return
@@ -88,8 +95,8 @@ def on_attended_transfer(st: State, f: Fields, out: Out) -> None:
     for c in chans[1:]:  # both halves of the transfer now belong to one call
         if c.call is not None and c.call is not live:
             live = st.merge_older(live, c.call, out)
-    from_ext = st.employee_ext(orig) or st.employee_ext(second)
-    target = st.employee_ext(target_chan)
+    from_ext = st.who(live, orig) or st.who(live, second)
+    target = st.dialled_ext(live, target_chan)
     if not target and target_chan is not None:
         target = digits(target_chan.exten) or digits(target_chan.parsed.exten)
     pending = [x for x in live.xfers if not x.confirmed and x.target is not None]
