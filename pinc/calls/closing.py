@@ -95,7 +95,7 @@ def finish_due(st: State, out: Out) -> None:
 
 def finish(st: State, live: Live, out: Out) -> None:
     st.closing.pop(live.call.id, None)
-    st.crm_transfers.discard(live.call.id)
+    st.crm_asks.pop(live.call.id, None)
     for link in live.call.linkedids:
         if st.calls.get(link) is live:
             del st.calls[link]

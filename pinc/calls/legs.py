@@ -99,7 +99,10 @@ def leg_result(st: State, live: Live, ls: LegState, status: str, out: Out) -> No
                 live.answer_chan = ls.chan
                 st.answered(live, out)
         elif live.answer_chan is not None and ls.counts and live.announced:
+            before = live.call.answered_by
             st.refresh(live)
+            if live.call.answered_by != before:  # a transfer's target took the call
+                st.emit(live, "call.answered", out, {"ext": live.call.answered_by})
         return
     if leg.result is None:
         leg.result = result

@@ -60,6 +60,15 @@ class Xfer:
 
 
 @dataclass(slots=True, eq=False)
+class CrmAsk:
+    """pinc's /transfer asked Asterisk to move a call to ``to`` (``transfers.py``)."""
+
+    to: str  # the target as the transfer will name it ("" when unknown)
+    accepted: bool = False  # Asterisk answered Success
+    seen: Xfer | None = None  # the transfer it made, recorded before Asterisk answered
+
+
+@dataclass(slots=True, eq=False)
 class Live:
     call: Call
     chans: dict[str, Chan] = field(default_factory=dict)
@@ -101,7 +110,8 @@ class State:
         self.calls: dict[str, Live] = {}  # linkedid -> call (merged linkedids too)
         self.closing: dict[str, Live] = {}  # call id -> call waiting for its Cdrs
         self.originates: OrderedDict[str, dict[str, str | None]] = OrderedDict()
-        self.crm_transfers: set[str] = set()  # calls pinc was asked to transfer
+        self.crm_asks: dict[str, CrmAsk] = {}  # call id -> the transfer pinc asked for
+        self.pending_out: list[CallChange] = []  # changes made between events (transfers.py)
         self.now = 0.0  # the event clock (clock.py): epoch seconds, UTC, never goes back
         self.skew = 0.0  # live: the PBX's clock minus the arrival clock (clock.py)
         self.sharp = False  # the clock reads Timestamp headers or arrival times (clock.py)
@@ -315,11 +325,6 @@ class State:
                 data=data or {},
             )
         )
-
-
-def chan_ext(live: Live, c: Chan) -> str:
-    """A channel's extension; an employee's channel without one is the caller's phone."""
-    return c.ext or (live.call.from_number if c.role == "employee" else "") or ""
 
 
 def older(a: str, b: str) -> bool:

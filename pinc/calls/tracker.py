@@ -25,7 +25,7 @@ from pinc.calls import cdr, channels, clock, closing, legs, transfers
 from pinc.calls.closing import DISCONNECTED_REASON, STALE_REASON
 from pinc.calls.model import Call, CallChange, CallIdFactory, call_from_dict
 from pinc.calls.names import clean, digits
-from pinc.calls.state import Live, Out, State, chan_ext
+from pinc.calls.state import Chan, Live, Out, State
 from pinc.config import PbxConfig
 
 __all__ = ["DISCONNECTED_REASON", "MAX_PENDING_ORIGINATES", "STALE_REASON", "Tracker"]
@@ -70,7 +70,7 @@ class Tracker:
     def feed(self, msg: Message, at: float | None = None) -> list[CallChange]:
         """Process one AMI message; returns the changes it caused (often none)."""
         st = self._st
-        out: list[CallChange] = []
+        out = self._take_pending()
         st.seq += 1
         if not msg.is_event:
             return out
@@ -109,11 +109,24 @@ class Tracker:
         while len(pending) > MAX_PENDING_ORIGINATES:
             pending.popitem(last=False)
 
-    def note_transfer(self, call_id: str) -> None:
-        """pinc is about to transfer live call ``call_id`` (its /transfer endpoint): the
-        blind, attended or redirect transfer that follows is recorded with kind ``crm``."""
-        if self._st.live_by_id(call_id) is not None:
-            self._st.crm_transfers.add(call_id)
+    def note_transfer(self, call_id: str, to: str = "") -> None:
+        """pinc is about to ask Asterisk to transfer live call ``call_id`` to ``to`` (its
+        /transfer endpoint). Once ``transfer_result`` says Asterisk accepted, the blind,
+        attended or redirect transfer to ``to`` is recorded with kind ``crm``."""
+        transfers.ask(self._st, call_id, to)
+
+    def transfer_result(self, call_id: str, to: str, accepted: bool) -> None:
+        """Asterisk's answer to that request. A transfer its events already showed is
+        relabelled ``crm`` with a ``call.transferred`` that the next ``feed`` or ``expire``
+        returns; a refusal forgets the request."""
+        transfers.answered(self._st, call_id, to, accepted)
+
+    def _take_pending(self) -> list[CallChange]:
+        out = self._st.pending_out
+        if out:
+            self._st.pending_out = []
+            return out
+        return []
 
     # ------------------------------------------------------------------ time passing
 
@@ -149,7 +162,7 @@ class Tracker:
     def expire(self, at: float) -> list[CallChange]:
         """Close stale calls and finish ended calls whose Cdr grace has passed."""
         st = self._st
-        out: list[CallChange] = []
+        out = self._take_pending()
         clock.wall(st, at)
         limit = st.now - self.pbx.stale_call_seconds
         for live in st.unique_live():
@@ -195,20 +208,39 @@ class Tracker:
         return sum(1 for _ in self._open_lives())
 
     def channels_of(self, call_id: str) -> list[dict[str, str]]:
-        live = self._st.live_by_id(call_id)
+        """The live channels of a call, for pinc's transfers: ``channel``, ``uniqueid``,
+        ``ext`` (the employee behind it), ``role`` (customer, employee, other),
+        ``bridge`` (its BridgeUniqueid or "") and ``partner`` (the role of who shares
+        that bridge with it, "" when nobody does: a transfer must act on a channel that
+        is bridged with the other party)."""
+        st = self._st
+        live = st.live_by_id(call_id)
         if live is None:
             return []
-        return [
-            {"channel": c.name, "uniqueid": c.uid, "ext": chan_ext(live, c), "role": c.role}
-            for c in live.chans.values()
-            if not c.hung
-        ]
+        out = []
+        for c in live.chans.values():
+            if c.hung:
+                continue
+            members = st.bridges.get(c.bridge, []) if c.bridge else []
+            roles = {o.role for o in members if o is not c and o is not c.peer}
+            partner = next((r for r in ("customer", "employee", "other") if r in roles), "")
+            out.append(
+                {
+                    "channel": c.name,
+                    "uniqueid": c.uid,
+                    "ext": _ext(st, live, c),
+                    "role": c.role,
+                    "bridge": c.bridge,
+                    "partner": partner,
+                }
+            )
+        return out
 
     def call_of_extension(self, ext: str) -> str | None:
         """The live call in which the employee on ``ext`` has a channel up, if any."""
         for live in self._open_lives():
             for c in live.chans.values():
-                if not c.hung and c.role == "employee" and chan_ext(live, c) == ext:
+                if not c.hung and c.role == "employee" and _ext(self._st, live, c) == ext:
                     return live.call.id
         return None
 
@@ -222,3 +254,10 @@ class Tracker:
             "channels": len(st.chans),
             "pending_originates": len(st.originates),
         }
+
+
+def _ext(st: State, live: Live, c: Chan) -> str:
+    """The employee behind an employee's channel (else ""), the caller when unsure."""
+    if c.role != "employee":
+        return ""
+    return st.who(live, c) or live.call.from_number

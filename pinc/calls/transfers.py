@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pinc.calls.channels import touch
 from pinc.calls.model import Transfer
 from pinc.calls.names import clean, digits
-from pinc.calls.state import LegState, Live, Out, State, Xfer
+from pinc.calls.state import CrmAsk, LegState, Live, Out, State, Xfer
 
 Fields = Mapping[str, str]
 
@@ -32,13 +32,44 @@ def confirm(st: State, live: Live, x: Xfer, out: Out) -> None:
     x.confirmed = True
     if x.target is not None:
         x.target.counts = True
-    if live.call.id in st.crm_transfers:  # pinc's own /transfer asked for this one
-        st.crm_transfers.discard(live.call.id)
-        x.transfer.kind = "crm"
+    ask = st.crm_asks.get(live.call.id)
+    if ask is not None and ask.to in ("", x.transfer.to):  # pinc's own /transfer asked for it
+        if ask.accepted:
+            del st.crm_asks[live.call.id]
+            x.transfer.kind = "crm"
+        else:  # the events came before Asterisk's answer: relabel it once Success comes
+            ask.seen = x
     live.call.transfers.append(x.transfer)
     if live.announced:
         st.refresh(live)
         st.emit(live, "call.transferred", out, x.transfer.to_dict())
+
+
+def ask(st: State, call_id: str, to: str) -> bool:
+    """pinc is about to ask Asterisk to transfer ``call_id`` to ``to``."""
+    if st.live_by_id(call_id) is None:
+        return False
+    st.crm_asks[call_id] = CrmAsk(to=to)
+    return True
+
+
+def answered(st: State, call_id: str, to: str, accepted: bool) -> None:
+    """Asterisk answered pinc's transfer request: only a Success makes it a ``crm``
+    transfer; a refusal leaves no mark behind (it would mislabel a later transfer)."""
+    ask = st.crm_asks.get(call_id)
+    if ask is None or ask.to != to:
+        return
+    if not accepted:
+        del st.crm_asks[call_id]
+        return
+    if ask.seen is None:
+        ask.accepted = True
+        return
+    del st.crm_asks[call_id]
+    live = st.live_by_id(call_id)
+    ask.seen.transfer.kind = "crm"
+    if live is not None and live.announced:
+        st.emit(live, "call.transferred", st.pending_out, ask.seen.transfer.to_dict())
 
 
 def explicit_transfer(
