@@ -53,6 +53,7 @@ class PbxConfig:
     originate_context: str = "from-internal"
     originate_timeout: float = 30.0
     stale_call_seconds: int = 4 * 3600  # a call with no event this long is closed
+    resync_seconds: float = 300.0  # CoreShowChannels this often ends calls whose Hangup was lost
 
 
 @dataclass(frozen=True)

@@ -66,6 +66,9 @@ KEY_HELP: dict[tuple[str, str], str] = {
     "number (vtiger's outbound context, when it sends none).",
     ("pbx", "originate_timeout"): "Seconds the employee's phone rings on click-to-call.",
     ("pbx", "stale_call_seconds"): "A call with no event for this long is closed (lost events).",
+    ("pbx", "resync_seconds"): "Every this many seconds pinc asks Asterisk which channels are "
+    "up (CoreShowChannels) and ends, as stale, calls quiet for a minute whose channels are "
+    "all gone (their Hangup events were lost). 0: only after each (re)connect.",
     ("journal", "path"): "SQLite file. Empty: /var/lib/pinc/pinc.db if writable, "
     "else ./pinc-data/pinc.db.",
     ("journal", "synchronous"): 'SQLite durability: "normal" (WAL; survives a crash of pinc) '

@@ -15,6 +15,9 @@ from pinc.calls.state import Chan, Live, Out, State
 
 Fields = Mapping[str, str]
 
+# Events that show a channel first: its Newchannel, and a resync's snapshot of it.
+FIRST_SIGHTS = frozenset({"Newchannel", "CoreShowChannel"})
+
 
 def touch(st: State, f: Fields, prefix: str, out: Out) -> Chan | None:
     """The channel an event's ``prefix`` snapshot describes, updated (or first seen)."""
@@ -22,11 +25,15 @@ def touch(st: State, f: Fields, prefix: str, out: Out) -> Chan | None:
     if not uid:
         return None
     uid = clean(uid)
-    if uid in ("none", "<unknown>"):  # global VarSet; a failed OriginateResponse
-        return None
+    if uid in ("none", "<unknown>") or uid in st.gone:
+        return None  # a global VarSet; a failed OriginateResponse; a late event
     linkedid = clean(f.get(prefix + "Linkedid", "")) or uid
     chan = st.chans.get(uid)
     if chan is None:
+        if st.event not in FIRST_SIGHTS:
+            # its Newchannel never came (lost, or before pinc connected: then the
+            # resync after the login shows it first): tracked anyway, and counted
+            st.odd("unseen_channel", f"{st.event} {f.get(prefix + 'Channel', '')}")
         chan = _new_chan(st, f, prefix, uid, linkedid, out)
     elif chan.linkedid != linkedid:
         _relink(st, chan, linkedid, out)
@@ -43,7 +50,7 @@ def touch(st: State, f: Fields, prefix: str, out: Out) -> Chan | None:
             chan.cid = num
     live = chan.call
     if live is not None:
-        live.last_at = st.now
+        live.last_at = st.t
         if live.kind == "inbound" and not live.announced and chan.role == "customer" and chan.cid:
             live.call.from_number = chan.cid
     return chan
@@ -52,6 +59,8 @@ def touch(st: State, f: Fields, prefix: str, out: Out) -> Chan | None:
 def _new_chan(st: State, f: Fields, prefix: str, uid: str, linkedid: str, out: Out) -> Chan:
     name = clean(f.get(prefix + "Channel", ""))
     parsed = parse_name(name)
+    if not parsed.tech:
+        st.odd("odd_channel", name or f"{st.event} without {prefix}Channel")
     context0 = clean(f.get(prefix + "Context", ""))
     exten0 = clean(f.get(prefix + "Exten", ""))
     chan = Chan(

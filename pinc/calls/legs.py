@@ -54,7 +54,7 @@ def ring(st: State, live: Live, dest: Chan, caller: Chan | None, out: Out) -> Le
     dest.role = "employee"
     if dest.peer is not None:
         dest.peer.role = "employee"
-    leg = Leg(ext=ext, rang_at=st.now, channel=dest.name)
+    leg = Leg(ext=ext, rang_at=st.t, channel=dest.name)
     ls = LegState(leg=leg, chan=dest, followme_owner=owner, caller=caller)
     live.legs.append(ls)
     live.call.legs.append(leg)
@@ -88,8 +88,8 @@ def leg_result(st: State, live: Live, ls: LegState, status: str, out: Out) -> No
     if result == "answered":
         leg.result = "answered"
         est = ls.chan.answered_est
-        if est is None or est < st.now:
-            ls.chan.answered_est = st.now
+        if est is None or est < st.t:
+            ls.chan.answered_est = st.t
         leg.answered_at = ls.chan.answered_est
         x = xfer_for(live, ls)
         if x is not None and not x.needs_event:
@@ -147,8 +147,8 @@ def on_dial_end(st: State, f: Fields, out: Out) -> None:
         return
     live.out_status = status
     if status == "ANSWER" and live.kind == "outbound":
-        if dest.answered_est is None or dest.answered_est < st.now:
-            dest.answered_est = st.now
+        if dest.answered_est is None or dest.answered_est < st.t:
+            dest.answered_est = st.t
         if live.answer_chan is None:
             live.answer_chan = dest
             st.answered(live, out)

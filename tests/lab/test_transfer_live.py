@@ -161,7 +161,10 @@ async def _local_transfer(office: Office, run: PincRun, mode: str) -> dict[str, 
         ext101 = answered.get("DestChannel")  # 101's half that is bridged with the caller
         call = await _live_call(run, lambda c: c.get("answered_by") == "101")
         status, text = await trio.to_thread.run_sync(
-            _http, run, "POST", "/transfer",
+            _http,
+            run,
+            "POST",
+            "/transfer",
             {"secret": SECRET, "call": call["id"], "to": "102", "mode": mode},
         )
         assert (status, text) == (200, "Success")
