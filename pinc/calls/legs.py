@@ -80,6 +80,29 @@ def ring(st: State, live: Live, dest: Chan, caller: Chan | None, out: Out) -> Le
     return ls
 
 
+def picked_up(st: State, live: Live, picker: Chan, out: Out) -> None:
+    """A phone picked up a call ringing elsewhere (Pickup, PickupChan): the Dial's
+    DialEnd ANSWER names the picker's own channel, which came with a call of its own (it
+    dialled the pickup code). That call is folded into this one; the picker answered it
+    and owns it, but it never rang, so it is no leg (DESIGN.md)."""
+    own = picker.call
+    if own is not None and own is not live:
+        st.merge(live, own, out)
+    ext = st.employee_ext(picker)
+    if not ext:
+        return
+    picker.role = "employee"
+    if picker.answered_est is None or picker.answered_est < st.t:
+        picker.answered_est = st.t
+    leg = Leg(ext=ext, answered_at=picker.answered_est, result="answered", channel=picker.name)
+    ls = LegState(leg=leg, chan=picker, rang=False)
+    live.legs.append(ls)
+    live.leg_by_pair[picker.parsed.pair] = ls
+    if live.answer_chan is None:
+        live.answer_chan = picker
+        st.answered(live, out)
+
+
 def leg_result(st: State, live: Live, ls: LegState, status: str, out: Out) -> None:
     leg = ls.leg
     result = DIAL_RESULT.get(status)
@@ -136,6 +159,16 @@ def on_dial_end(st: State, f: Fields, out: Out) -> None:
     live = dest.call
     status = clean(f.get("DialStatus", "")).split(":", 1)[0]
     ls = live.leg_by_pair.get(dest.parsed.pair)
+    if (
+        status == "ANSWER"
+        and ls is None
+        and caller is not None
+        and caller.call is not None
+        and caller.call is not live
+        and caller.call.leg_by_pair
+    ):
+        picked_up(st, caller.call, dest, out)  # the Dest is no phone this Dial rang
+        return
     if ls is not None:
         if status == "CANCEL" and ls.chan.parsed.pair != dest.parsed.pair:
             return  # the Local leg in front cancelled its inner dial; it decides
@@ -163,8 +196,12 @@ def on_agent_called(st: State, f: Fields, out: Out) -> None:
 
 
 def on_agent_connect(st: State, f: Fields, out: Out) -> None:
-    touch(st, f, "", out)
+    caller = touch(st, f, "", out)
     dest = touch(st, f, "Dest", out)
+    if caller is not None and caller.call is not None and dest is not None:
+        if dest.call is not caller.call and dest.parsed.pair not in caller.call.leg_by_pair:
+            picked_up(st, caller.call, dest, out)  # a phone took the queue's call (*8)
+            return
     if dest is not None and dest.call is not None:
         live = dest.call
         ls = live.leg_by_pair.get(dest.parsed.pair) or ring(st, live, dest, None, out)

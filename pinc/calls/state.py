@@ -52,6 +52,7 @@ class LegState:
     followme_owner: str | None = None
     caller: Chan | None = None  # the channel that dialled it
     counts: bool = True  # False while it is an unconfirmed consultation target
+    rang: bool = True  # False for a phone that picked the call up: it answers, is no leg
 
 
 @dataclass(slots=True, eq=False)

@@ -262,3 +262,33 @@ def test_attended_transfer_with_or_without_its_target_fields(
         ("101", "answered"),
         ("102", "answered"),
     ]
+
+
+# ---- pickup --------------------------------------------------------------------------------
+
+
+def test_a_phone_that_picks_up_answers_the_call_and_is_no_leg(config: Config) -> None:
+    """Asterisk's DialEnd ANSWER names the picker's own channel, which began a call of its
+    own (it dialled ``*8``); that call folds into the ringing one, and the picker owns it."""
+    link = "1800000000.1"
+    trunk = Ch("PJSIP/trunk-00000001", link, link, "from-trunk", "74951230101", "79035550011")
+    p101 = Ch("PJSIP/101-00000002", "1800000000.2", link, "from-internal", "s", "101")
+    p103 = Ch("PJSIP/103-00000003", "1800000004.3", "1800000004.3", "from-internal", "*8", "103")
+    joined = p103.moved(linkedid=link)
+    events = [
+        newchannel(trunk),
+        newchannel(p101),
+        dial_begin(trunk, p101),
+        newchannel(p103),
+        event("Pickup", p103.block()),
+        dial_end(trunk, p103, "ANSWER"),
+        hangup(p101, cause=26),
+        bridge_enter(p103, "b-1"),
+        bridge_enter(trunk, "b-1"),
+        hangup(joined),
+        hangup(trunk),
+    ]
+    (call,) = _ended(_run(config, events))
+    assert (call["status"], call["answered_by"]) == ("completed", "103")
+    assert [(x["ext"], x["result"]) for x in call["legs"]] == [("101", "cancelled")]
+    assert call["linkedid"] == link
