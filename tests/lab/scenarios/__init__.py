@@ -2,5 +2,7 @@
 registers every scenario (tests.lab.scenario.REGISTRY)."""
 
 from tests.lab.scenarios import (  # noqa: F401
+    groups,
+    pickup,
     queues,
 )
