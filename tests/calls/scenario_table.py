@@ -4,6 +4,7 @@
     python -m tests.calls.scenario_table --write  # put it into docs/calls.md
 
 One row per recorded scenario: the lab's (tests/fixtures/lab, with #13's item), the kit's
+Local-channel office on a Moscow clock (asterisk-msk, #13 item 13), and the kit's
 Local-channel office (asterisk-local, with hand-written expected calls) and PJSIP office
 (asterisk-pjsip). Each row says what its ground truth holds and whether ``pinc replay`` of
 the transcript matches it, field by field (tests/lab/compare.py for the lab's; the same
@@ -15,6 +16,7 @@ from __future__ import annotations
 import json
 import sys
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +95,27 @@ def _kit_diffs(want: list[dict[str, Any]], got: list[dict[str, Any]], pjsip: boo
     return sorted(set(diffs))
 
 
+def _time_diffs(want: list[dict[str, Any]], got: list[dict[str, Any]]) -> list[str]:
+    """The times a truth states (to the second, read off the PBX's CDR rows and its time
+    zone), within a second: Asterisk's CDR and its events may fall either side of one."""
+    diffs: list[str] = []
+    for w, g in zip(want, got, strict=False):
+        for key in ("started_at", "answered_at", "ended_at"):
+            if key not in w:
+                continue
+            a, b = w[key], g.get(key)
+            if a is None or b is None:
+                if a != b:
+                    diffs.append(key)
+            elif abs(_epoch(a) - _epoch(b)) > 1:
+                diffs.append(key)
+    return diffs
+
+
+def _epoch(iso: str) -> float:
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+
+
 def _match(diffs: list[str]) -> str:
     return "yes" if not diffs else "no: " + ", ".join(diffs)
 
@@ -116,6 +139,21 @@ def rows() -> list[Row]:
                 str(entry.get("tech", truth.get("tech", ""))),
                 _truth_summary(truth["calls"]),
                 _match(diffs),
+            )
+        )
+    for path in sorted((FIXTURES / "asterisk-msk").glob("*.truth.json")):
+        truth = load(path)
+        got = replay(path)
+        diffs = {d[1] for d in compare(truth, got)} | set(_time_diffs(truth["calls"], got))
+        out.append(
+            Row(
+                truth["scenario"],
+                "asterisk-msk",
+                "13",
+                truth["scenario"].split("_", 1)[1].replace("_", " ") + " on a Moscow clock",
+                "local" + (", stamped" if truth["timestamps"] else ""),
+                _truth_summary(truth["calls"]),
+                _match(sorted(diffs)),
             )
         )
     config = load_config(None, env={})

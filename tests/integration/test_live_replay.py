@@ -1,16 +1,17 @@
 """One time policy (#16): a live ``pinc run`` and ``pinc replay`` of the same bytes agree on
 every call, times included.
 
-The fake Asterisk plays the lab's transcripts, recorded with ``timestampevents = yes``, as
-fast as it can: pinc's own clock (the arrival times) says nothing like what the PBX's
-clock said, and the calls must still come out with the PBX's times, exactly as a replay
-prints them.
+The fake Asterisk plays the transcripts recorded with ``timestampevents = yes`` (the lab's,
+on a UTC clock, and the kit office's on a Moscow clock), one after the other as one PBX
+would have sent them, as fast as it can: pinc's own clock (the arrival times) says nothing
+like what the PBX's clock said, and the calls must still come out with the PBX's times,
+exactly as a replay of the same bytes prints them.
 """
 
 from __future__ import annotations
 
 import json
-import os
+import re
 import signal
 import subprocess
 from pathlib import Path
@@ -24,7 +25,8 @@ from pinc.sim.transcripts import load_transcript
 from .conftest import PincProcess, journal_rows, pinc_command
 
 ROOT = Path(__file__).resolve().parents[2]
-LAB = Path(os.environ.get("PINC_TEST_LAB_FIXTURES") or ROOT / "tests" / "fixtures" / "lab")
+# the lab's recordings (#13) and the kit office's on a Moscow clock: both PBX clocks
+SOURCES = [ROOT / "tests" / "fixtures" / "lab", ROOT / "tests" / "fixtures" / "asterisk-msk"]
 PBX = {
     "extension_pattern": r"^\d{3}$",
     "trunk_contexts": ["from-trunk"],
@@ -35,13 +37,19 @@ PBX = {
 def stamped() -> list[tuple[Path, dict[str, Any]]]:
     """The lab transcripts recorded with Timestamp headers, in the order they were made."""
     out = []
-    for truth_path in sorted(LAB.glob("*.truth.json")):
+    for truth_path in sorted(p for folder in SOURCES for p in folder.glob("*.truth.json")):
         truth = json.loads(truth_path.read_text(encoding="utf-8"))
         if truth.get("timestamps"):
             out.append(
                 (truth_path.with_name(truth_path.name.replace(".truth.json", ".ami")), truth)
             )
-    return out
+    return sorted(out, key=lambda item: _first_stamp(item[0]))
+
+
+def _first_stamp(ami: Path) -> float:
+    with ami.open("rb") as fh:
+        m = re.search(rb"\nTimestamp: (\d+\.\d+)", fh.read(65536))
+    return float(m.group(1)) if m else 0.0
 
 
 def _config(tmp: Path, port: int, db: Path, recordings: str) -> Path:
@@ -97,7 +105,7 @@ def _comparable(call: dict[str, Any]) -> dict[str, Any]:
 
 async def test_live_run_and_replay_agree_times_included(tmp_path: Path) -> None:
     fixtures = stamped()
-    assert fixtures, f"no stamped lab transcripts in {LAB}"
+    assert fixtures, f"no stamped transcripts in {SOURCES}"
     # one stream, transcript after transcript, as one PBX would have sent them
     events: list[bytes] = []
     for ami, _truth in fixtures:
