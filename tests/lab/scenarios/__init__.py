@@ -5,4 +5,5 @@ from tests.lab.scenarios import (  # noqa: F401
     groups,
     pickup,
     queues,
+    transfers,
 )
