@@ -180,6 +180,8 @@ def on_newexten(st: State, f: Fields, out: Out) -> None:
     chan.app_data = clean(f.get("AppData", ""))
     if chan.app == "MixMonitor" and chan.call is not None:
         st.set_recording(chan.call, chan.app_data, out)
+    elif chan.app == "VoiceMail" and chan.call is not None:
+        chan.call.call.voicemail = True  # a message left (or the greeting heard): no person
 
 
 def on_varset(st: State, f: Fields, out: Out) -> None:

@@ -292,3 +292,61 @@ def test_a_phone_that_picks_up_answers_the_call_and_is_no_leg(config: Config) ->
     assert (call["status"], call["answered_by"]) == ("completed", "103")
     assert [(x["ext"], x["result"]) for x in call["legs"]] == [("101", "cancelled")]
     assert call["linkedid"] == link
+
+
+# ---- recordings and voicemail --------------------------------------------------------------
+
+
+def test_freepbx_dated_recording_is_kept_when_the_cdr_names_only_its_file() -> None:
+    from pinc.config import load_config
+
+    config = load_config(None, env={}, overrides={"pbx": {"recordings_dir": "/var/spool/mon"}})
+    link = "1800000000.1"
+    trunk = Ch("PJSIP/trunk-00000001", link, link, "from-trunk", "74951230101", "79035550011")
+    phone = Ch("PJSIP/101-00000002", "1800000000.2", link, "from-internal", "s", "101")
+    name = "external-74951230101-79035550011-20270115-110000-1800000000.1.wav"
+    events = [
+        newchannel(trunk),
+        event(
+            "Newexten",
+            trunk.block(),
+            ("Application", "MixMonitor"),
+            ("AppData", f"/var/spool/mon/2027/01/15/{name},b"),
+        ),
+        newchannel(phone),
+        dial_begin(trunk, phone),
+        dial_end(trunk, phone, "ANSWER"),
+        hangup(phone),
+        hangup(trunk),
+        event(
+            "Cdr",
+            ("UniqueID", link),
+            ("StartTime", "2027-01-15 11:00:00"),
+            ("AnswerTime", "2027-01-15 11:00:00"),
+            ("EndTime", "2027-01-15 11:00:05"),
+            ("Disposition", "ANSWERED"),
+            ("RecordingFile", name),
+        ),
+    ]
+    (call,) = _ended(_run(config, events))
+    assert call["recording"] == f"2027/01/15/{name}"
+
+
+def test_voicemail_after_no_answer_is_a_missed_call_that_says_so(config: Config) -> None:
+    link = "1800000000.1"
+    trunk = Ch("PJSIP/trunk-00000001", link, link, "from-trunk", "74951230101", "79035550011")
+    phone = Ch("PJSIP/101-00000002", "1800000000.2", link, "from-internal", "s", "101")
+    events = [
+        newchannel(trunk),
+        newchannel(phone),
+        dial_begin(trunk, phone),
+        dial_end(trunk, phone, "NOANSWER"),
+        hangup(phone, cause=19),
+        event(
+            "Newexten", trunk.block(), ("Application", "VoiceMail"), ("AppData", "101@default,u")
+        ),
+        hangup(trunk),
+    ]
+    (call,) = _ended(_run(config, events))
+    assert (call["status"], call["answered_by"], call["voicemail"]) == ("missed", None, True)
+    assert [(x["ext"], x["result"]) for x in call["legs"]] == [("101", "no-answer")]
