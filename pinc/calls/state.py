@@ -248,7 +248,8 @@ class State:
         path = self.office.recording_path(raw)
         if path is None or path == live.recording:
             return
-        if live.recording and "/" not in path and live.recording.endswith("/" + path):
+        known = live.recording
+        if known and not known.startswith("/") and "/" not in path and known.endswith("/" + path):
             return  # FreePBX's CDR names only the file of monitor/YYYY/MM/DD/<file>
         had = live.call.recording
         live.recording = path
