@@ -44,7 +44,8 @@ def touch(st: State, f: Fields, prefix: str, out: Out) -> Chan | None:
     if exten is not None:
         chan.exten = clean(exten)
     cid = f.get(prefix + "CallerIDNum")
-    if cid:
+    if cid and cid != chan.cid_raw:  # it rarely changes: read it only when it does
+        chan.cid_raw = cid
         num = digits(cid)
         if num:
             chan.cid = num

@@ -49,6 +49,11 @@ def advance(st: State, f: Mapping[str, str], at: float | None) -> None:
         # recorded at its own time: one call's times never depend on another's events
         st.t = own
         return
+    from_uniqueids(st, f)
+
+
+def from_uniqueids(st: State, f: Mapping[str, str]) -> None:
+    """Replay without a Timestamp: the clock is the latest channel creation seen."""
     for key in ("Uniqueid", "DestUniqueid"):
         uid = f.get(key)
         if uid:

@@ -34,6 +34,7 @@ class Chan:
     context: str = ""
     exten: str = ""
     cid: str = ""
+    cid_raw: str = ""  # the CallerIDNum header cid was read from
     app: str = ""
     app_data: str = ""
     hung: bool = False

@@ -122,13 +122,20 @@ class Tracker:
     def feed(self, msg: Message, at: float | None = None) -> list[CallChange]:
         """Process one AMI message; returns the changes it caused (often none)."""
         st = self._st
-        out = self._take_pending()
+        out = st.pending_out
+        if out:
+            st.pending_out = []
+        else:
+            out = []
         st.seq += 1
         if not msg.is_event:
             return out
         st.stats["events"] += 1
         f = msg.fields
-        clock.advance(st, f, at)
+        if at is None and "Timestamp" not in f:  # replay of an unstamped transcript
+            clock.from_uniqueids(st, f)
+        else:
+            clock.advance(st, f, at)
         if st.closing:  # before the event: a call due by this event's time is over
             closing.finish_due(st, out)
         name = st.event = msg.name
