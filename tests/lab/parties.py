@@ -47,7 +47,10 @@ EVENTS = {**{str(d): d for d in range(10)}, "*": 10, "#": 11}
 
 async def send_rfc2833(target: tuple[str, int], digits: str, pt: int = 101) -> None:
     """RFC 4733 telephone events for ``digits``: per key, an event packet every 20 ms while
-    it is held (the first with the marker bit), then three end packets, one timestamp."""
+    it is held (the first with the marker bit), then one end packet. Phones repeat the end
+    packet three times with their audio's SSRC; ours has its own SSRC beside sipp's audio,
+    and Asterisk forgets which end it saw whenever the SSRC changes, so a repeated end would
+    be heard as the key pressed again."""
     import random
     import struct
 
@@ -56,17 +59,16 @@ async def send_rfc2833(target: tuple[str, int], digits: str, pt: int = 101) -> N
     with sock:
         for key in digits:
             held = KEY_MS // 20
-            for n in range(held + 3):
-                end = n >= held
+            for n in range(held + 1):
+                end = n == held
                 duration = min(n + 1, held) * 160
                 header = struct.pack("!BBHII", 0x80, (0x80 if n == 0 else 0) | pt,
                                      seq & 0xFFFF, ts & 0xFFFFFFFF, ssrc)
                 event = struct.pack("!BBH", EVENTS[key], (0x80 if end else 0) | 10, duration)
                 await sock.sendto(header + event, target)
                 seq += 1
-                if not end:
-                    await trio.sleep(0.02)
-            ts += (held + 3) * 160 + GAP_MS * 8
+                await trio.sleep(0.02)
+            ts += (held + 1) * 160 + GAP_MS * 8
             await trio.sleep(GAP_MS / 1000)
 
 
@@ -198,6 +200,7 @@ class Parties:
             items = [x.strip() for x in re.split(r"(?=\d{4}-\d\d-\d\d\t)", text) if x.strip()]
             items = [x for x in items if "jumping to label" not in x
                      and "watchdog timer" not in x  # a loaded machine, not a SIP problem
+                     and "Automatic response mode" not in x  # -aa answered a NOTIFY (MWI)
                      and x != "The following events occurred:"]
             if items:
                 out[p.role] = items

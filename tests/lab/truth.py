@@ -113,13 +113,14 @@ def digits(number: str) -> str:
     return re.sub(r"\D", "", number)
 
 
-def cdr_direction(group: Sequence[dict[str, str]]) -> str:
+def cdr_direction(group: Sequence[dict[str, str]], conference: bool = False) -> str:
     """What the CDR can say about direction: who started it (Party A of the first row),
-    and whether any row reached a carrier."""
+    and whether any row reached a carrier. In a conference the CDR pairs each participant
+    with the others (an outside caller in the room is no carrier this call reached)."""
     first = min(group, key=lambda r: (r["start"], int(r.get("sequence") or 0)))
     if TRUNK_CHANNEL.match(first["channel"]):
         return "inbound"
-    if any(TRUNK_CHANNEL.match(r["dstchannel"]) for r in group):
+    if not conference and any(TRUNK_CHANNEL.match(r["dstchannel"]) for r in group):
         return "outbound"
     return "internal"
 
@@ -139,9 +140,10 @@ def check_against_cdr(truth: dict[str, Any], cdr_text: str) -> list[str]:
 
     Checked per call, pairing truth calls with CDR linkedid groups in start order: the
     direction (by who started the call and whether a carrier was reached), answered or not
-    (a person talked iff a billed ANSWERED row joins two channels), and the caller's
-    digits. Scenarios whose calls merge or split CDR groups say so with
-    ``"cdr_groups"`` in the truth (a list of how many groups each call has)."""
+    (a person talked iff a billed ANSWERED row joins two channels; not for a conference,
+    which ConfBridge answers), and the caller's digits. Scenarios whose calls merge or
+    split CDR groups say so with ``"cdr_groups"`` in the truth (a list of how many groups
+    each call has)."""
     groups = cdr_calls(cdr_rows(cdr_text))
     calls = truth["calls"]
     sizes = truth.get("cdr_groups") or [1] * len(calls)
@@ -155,11 +157,13 @@ def check_against_cdr(truth: dict[str, Any], cdr_text: str) -> list[str]:
         group = [row for g in groups[i : i + size] for row in g]
         i += size
         where = f"call {n + 1} ({call['from']} -> {call['to']})"
-        direction = cdr_direction(groups[i - size])
+        conference = "conference" in call.get("notes", {})
+        direction = cdr_direction(groups[i - size], conference)
         if direction != call["direction"]:
             problems.append(f"{where}: truth says {call['direction']}, CDR says {direction}")
         talked = person_answered(group)
-        if (call["status"] == "completed") != talked:
+        # ConfBridge answers alone: the CDR cannot say whether a person talked
+        if not conference and (call["status"] == "completed") != talked:
             problems.append(f"{where}: truth says {call['status']}, CDR says "
                             f"{'someone talked' if talked else 'nobody talked'}")
         first = min(group, key=lambda r: (r["start"], int(r.get("sequence") or 0)))

@@ -2,6 +2,8 @@
 registers every scenario (tests.lab.scenario.REGISTRY)."""
 
 from tests.lab.scenarios import (  # noqa: F401
+    calls,
+    features,
     groups,
     pickup,
     queues,
