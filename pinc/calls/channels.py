@@ -151,7 +151,7 @@ def classify_by_dial(st: State, live: Live, caller: Chan, f: Fields, out: Out) -
     if not number:
         return
     ext = st.employee_ext(caller) or st.employee_ext(live.origin)
-    if not ext:
+    if not ext or ext == number:  # a Local channel ringing the phone behind it: not yet
         return
     caller.role = "employee"
     if caller.peer is not None:

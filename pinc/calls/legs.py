@@ -101,6 +101,11 @@ def picked_up(st: State, live: Live, picker: Chan, out: Out) -> None:
     if live.answer_chan is None:
         live.answer_chan = picker
         st.answered(live, out)
+    elif live.announced:  # it was answered before (parked): the picker owns it now
+        before = live.call.answered_by
+        st.refresh(live)
+        if live.call.answered_by != before:
+            st.emit(live, "call.answered", out, {"ext": live.call.answered_by})
 
 
 def leg_result(st: State, live: Live, ls: LegState, status: str, out: Out) -> None:
@@ -118,7 +123,12 @@ def leg_result(st: State, live: Live, ls: LegState, status: str, out: Out) -> No
         if x is not None and not x.needs_event:
             confirm(st, live, x, out)
         if live.answer_chan is None and not (live.kind == "outbound"):
-            if not (ls.chan.originated and live.kind is None):
+            # an Originate that rings the caller first (click-to-call): their answer is
+            # not the call's; the call is answered when whom they call answers
+            caller_ring = ls.chan.originated and (
+                live.kind is None or ls.leg.ext == live.call.from_number
+            )
+            if not caller_ring:
                 live.answer_chan = ls.chan
                 st.answered(live, out)
         elif live.answer_chan is not None and ls.counts and live.announced:

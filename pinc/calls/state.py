@@ -97,6 +97,8 @@ class Live:
     last_at: float = 0.0
     cause_set: bool = False
     restored: bool = False  # taken back from the journal: its answer is already known
+    parked: Transfer | None = None  # in a parking lot, brought there by this transfer
+    host: str | None = None  # who talked with it though no leg of it rang (conference.py)
 
 
 class State:
@@ -112,6 +114,7 @@ class State:
         self.by_name: dict[str, Chan] = {}
         self.pairs: dict[str, Chan] = {}  # Local pair key -> the half seen first
         self.bridges: dict[str, list[Chan]] = {}  # BridgeUniqueid -> members, in entry order
+        self.rooms: dict[str, list[str]] = {}  # conference room -> employees in it, in order
         self.calls: dict[str, Live] = {}  # linkedid -> call (merged linkedids too)
         self.closing: dict[str, Live] = {}  # call id -> call waiting for its Cdrs
         self.originates: OrderedDict[str, dict[str, str | None]] = OrderedDict()
@@ -226,7 +229,10 @@ class State:
         call.direction = kind
         call.from_number = ext
         call.to_number = number
-        if live.answer_chan is not None and live.answer_chan.ext is not None and kind == "outbound":
+        ans = live.answer_chan
+        if ans is not None and (
+            (kind == "outbound" and ans.ext is not None) or (ans.originated and ans.ext == ext)
+        ):
             live.answer_chan = None  # the Originate's ring of the employee is not the answer
         self.announce(live, out)
 
@@ -323,7 +329,7 @@ class State:
                 call.status = "ringing"
             return
         call.answered_at = ans.answered_est
-        by: str | None = None
+        by: str | None = live.host  # an employee who took it without a leg (a conference)
         if live.kind == "outbound":
             by = call.from_number or None
         for ls in live.legs:

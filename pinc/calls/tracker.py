@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from pinc.ami.protocol import Message
-from pinc.calls import cdr, channels, clock, closing, legs, transfers
+from pinc.calls import cdr, channels, clock, closing, conference, legs, parking, transfers
 from pinc.calls.closing import DISCONNECTED_REASON, GONE_REASON, STALE_REASON
 from pinc.calls.model import Call, CallChange, CallIdFactory, call_from_dict
 from pinc.calls.names import clean, digits
@@ -60,6 +60,10 @@ HANDLERS: dict[str, Handler] = {
     "BridgeLeave": channels.on_bridge_leave,
     "BridgeDestroy": channels.on_bridge_destroy,
     "Cdr": cdr.on_cdr,
+    "ConfbridgeJoin": conference.on_join,
+    "ConfbridgeLeave": conference.on_leave,
+    "ParkedCall": parking.on_parked_call,
+    "UnParkedCall": parking.on_unparked_call,
     "OriginateResponse": channels.on_originate_response,
     "CoreShowChannel": channels.on_touch_only,
 }
@@ -97,9 +101,9 @@ KNOWN_EVENTS = frozenset(
     RequestNotAllowed AuthMethodNotAllowed UnexpectedAddress SessionLimit MemoryLimit
     LoadAverageLimit Registry PeerStatus ContactStatus DeviceStateChange ExtensionStatus
     PresenceStateChange PresenceStatus ChannelTalkingStart ChannelTalkingStop ConfbridgeStart
-    ConfbridgeEnd ConfbridgeJoin ConfbridgeLeave ConfbridgeTalking ConfbridgeMute
-    ConfbridgeUnmute ConfbridgeRecord ConfbridgeStopRecord ParkedCall ParkedCallGiveUp
-    ParkedCallTimeOut UnParkedCall ParkedCallSwap Pickup MessageWaiting MWIGet MWIGetComplete
+    ConfbridgeEnd ConfbridgeTalking ConfbridgeMute
+    ConfbridgeUnmute ConfbridgeRecord ConfbridgeStopRecord ParkedCallGiveUp
+    ParkedCallTimeOut ParkedCallSwap Pickup MessageWaiting MWIGet MWIGetComplete
     VoicemailPasswordChange AGIExecStart AGIExecEnd AsyncAGIStart AsyncAGIExec AsyncAGIEnd
     UserEvent Cel CoreShowChannelsComplete CoreShowChannelMapComplete Status StatusComplete
     FAXStatus ReceiveFAX SendFAX ChanSpyStart ChanSpyStop HangupHandlerPush HangupHandlerPop
