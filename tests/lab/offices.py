@@ -6,9 +6,11 @@
 
 Four variants of one dialplan (tests/lab/office): ``labpjsip`` (UTC, ``timestampevents =
 yes``), ``labnots`` (UTC, no Timestamp headers: tests/lab/office-nots), ``labmsk`` and
-``labmsk_nots`` (the same with ``TZ=Europe/Moscow`` in Asterisk's environment: a PBX whose
-clock is not UTC). They share one set of ports, so one runs at a time (start.sh stops the
-other office of the same lab that holds the port). Ports come from the environment
+``labmsk_nots`` (the same on a Europe/Moscow clock: a PBX whose clock is not UTC. Asterisk
+ignores $TZ and reads only /etc/localtime, so these run in a mount namespace of their own
+where /etc/localtime is Moscow's; nothing outside that Asterisk sees it). They share one
+set of ports, so one runs at a time (start.sh stops the other office of the same lab that
+holds the port). Ports come from the environment
 (``source $PINC_LAB/ports.env``: LAB_AMI_PORT, LAB_SIP_PORT, LAB_AGI_PORT, LAB_SIPP_OFFSET);
 the kit is ``$PINC_LAB_KIT``, by default ``../shared/lab`` beside the repository.
 """
@@ -23,7 +25,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tests.lab.scenario import OFFICE_VARIANTS
+from tests.lab.scenario import OFFICE_VARIANTS, ZONEINFO, office_tz
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -53,15 +55,8 @@ def office_json(name: str) -> dict[str, Any] | None:
 
 
 def running_tz(office: dict[str, Any]) -> str | None:
-    """The TZ of the office's Asterisk process, None when it does not run."""
-    try:
-        env = Path(f"/proc/{office['pid']}/environ").read_bytes().split(b"\0")
-    except OSError:
-        return None
-    for item in env:
-        if item.startswith(b"TZ="):
-            return item[3:].decode()
-    return "UTC"
+    """The clock of the office's Asterisk process, None when it does not run."""
+    return office_tz(int(office["pid"]))
 
 
 def _template_hash(folder: Path) -> str:
@@ -84,6 +79,11 @@ def start(name: str) -> dict[str, Any]:
         old = seen.read_text().strip() if seen.exists() else ""
         if running_tz(current) != tz or old != stamp:
             args.append("--restart")
+    if tz != "UTC":
+        # Asterisk reads its clock from /etc/localtime only (main/stdtime/localtime.c), so
+        # the office runs in a mount namespace of its own where that file is the zone's
+        args = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                f'mount --bind {ZONEINFO / tz} /etc/localtime && exec "$@"', "sh", *args]
     subprocess.run(args, check=True, env={**os.environ, "TZ": tz}, stdout=subprocess.DEVNULL)
     office = office_json(name)
     if office is None:

@@ -145,16 +145,38 @@ class Ctx:
         self.check(f"sipp {party.role} finished its call (rc {rc})", rc == 0, rc)
 
 
-def office_clock(office: dict[str, Any]) -> tuple[str, bool]:
-    """The office's time zone (its Asterisk's TZ) and whether its AMI sends Timestamp."""
-    tz = "UTC"
+ZONEINFO = Path("/usr/share/zoneinfo")
+
+
+def office_tz(pid: int) -> str | None:
+    """The clock of the Asterisk process ``pid``: the zone whose file is what it sees as
+    /etc/localtime (Asterisk reads only that file, never $TZ; tests/lab/offices.py binds
+    another zone there in a mount namespace of its own). None when it does not run."""
+    root = f"/proc/{pid}/root"
+    path = "/etc/localtime"
     try:
-        env = Path(f"/proc/{office['pid']}/environ").read_bytes().split(b"\0")
-        for item in env:
-            if item.startswith(b"TZ="):
-                tz = item[3:].decode() or "UTC"
+        for _hop in range(10):  # absolute links resolve in the process's own namespace
+            link = Path(root + path)
+            if not link.is_symlink():
+                break
+            path = os.path.normpath(os.path.join(os.path.dirname(path), os.readlink(link)))
+        seen = Path(root + path).read_bytes()
+        env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
     except OSError:
-        pass
+        return None
+    wanted = [e[3:].decode() for e in env if e.startswith(b"TZ=")]
+    for zone in [*wanted, "UTC", "Etc/UTC"]:
+        try:
+            if (ZONEINFO / zone).read_bytes() == seen:
+                return "UTC" if zone == "Etc/UTC" else zone
+        except OSError:
+            continue
+    return "unknown"
+
+
+def office_clock(office: dict[str, Any]) -> tuple[str, bool]:
+    """The office's time zone and whether its AMI events carry Timestamp headers."""
+    tz = office_tz(int(office["pid"])) or "unknown"
     manager = Path(office["conf_dir"]) / "manager.conf"
     stamps = "timestampevents = yes" in manager.read_text(encoding="utf-8")
     return tz, stamps
@@ -239,6 +261,7 @@ def _finish(sc: Scenario, office: dict[str, Any], run: _Run, ctx: Ctx, error: st
     sip_errors = ctx.sipp.errors()
     ctx.check("no unexpected SIP message", not sip_errors, sip_errors)
     tz, stamps = office_clock(office)
+    _check_clock(ctx, tz, time.time() - seconds)
     truth: dict[str, Any] = {
         "scenario": sc.name, "office": office["name"], "tech": sc.tech, "item": sc.item,
         "shape": sc.shape, "how": sc.how, "timezone": tz, "timestamps": stamps,
@@ -257,6 +280,21 @@ def _finish(sc: Scenario, office: dict[str, Any], run: _Run, ctx: Ctx, error: st
     run.base.with_suffix(".summary.json").write_text(json.dumps(summary, indent=1) + "\n",
                                                      encoding="utf-8")
     return summary
+
+
+def _check_clock(ctx: Ctx, tz: str, started: float) -> None:
+    """The CDR times, read in the office's zone, fall within the run: the truth's
+    ``timezone`` is the PBX clock."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    stamps = []
+    for e in ctx.events:
+        if e.event == "Cdr" and e.get("StartTime"):
+            local = datetime.strptime(e.get("StartTime"), "%Y-%m-%d %H:%M:%S")
+            stamps.append(local.replace(tzinfo=ZoneInfo(tz)).timestamp())
+    ctx.check(f"CDR times are {tz} times", stamps and all(
+        started - 5 <= t <= time.time() + 5 for t in stamps), stamps[:3])
 
 
 async def _hang_up_all(ami: AmiRecorder) -> None:

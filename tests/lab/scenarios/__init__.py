@@ -7,5 +7,6 @@ from tests.lab.scenarios import (  # noqa: F401
     groups,
     pickup,
     queues,
+    quirks,
     transfers,
 )

@@ -20,11 +20,13 @@ SHAPE = "transfer by the phone's feature keys"
 OUTSIDE = "79161234567"
 
 
-async def press(ctx: Ctx, phone: Party, code: str, target: str) -> None:
-    """Feature code, then (once Asterisk put the caller on hold) the target's number."""
+async def press(ctx: Ctx, phone: Party, code: str, target: str,
+                held: str = "PJSIP/trunk-*") -> None:
+    """Feature code, then (once Asterisk put the other party, ``held``, on hold) the
+    target's number."""
     n = len(ctx.events)
     await ctx.sipp.dtmf(phone, code)
-    await ctx.wait_event("MusicOnHoldStart", timeout=5, since=n, Channel="PJSIP/trunk-*")
+    await ctx.wait_event("MusicOnHoldStart", timeout=5, since=n, Channel=held)
     await trio.sleep(0.8)  # the transfer prompt starts playing
     await ctx.sipp.dtmf(phone, target)
 
