@@ -1,7 +1,9 @@
 """The live lab tier (#13): ``pinc run`` against the lab office while the lab's drivers play
 every scenario; pinc's journal must equal each scenario's ground truth, field by field.
 
-One ``pinc run`` for the whole module, logged in to the office like a real deployment.
+One ``pinc run`` per office variant (UTC or Moscow clock, with or without Timestamp
+headers), logged in to the office like a real deployment; a scenario whose office is not
+up is skipped (the variants share ports: one runs at a time).
 Each scenario is driven by the lab's own driver (tests/lab/scenario.py: sipp parties, its
 own AMI recorder, the truth written from how it drove the calls). Its calls are found in
 pinc's journal by the Linkedids its recording shows, and compared with the truth by
@@ -9,7 +11,7 @@ tests/lab/compare.py, the comparison ``pinc replay`` passes in CI. A run whose o
 failed (the truth would not describe what happened, the recorder would not keep it) is
 not compared: it fails as a broken run.
 
-    python -m tests.lab.offices start labpjsip
+    python -m tests.lab.offices start labpjsip      # or labnots, labmsk, labmsk_nots
     PINC_LAB=... .venv/bin/python -m pytest tests/lab/test_live_journal.py
 """
 
@@ -27,31 +29,37 @@ import trio
 
 from tests.lab import scenarios  # noqa: F401  (registers every scenario)
 from tests.lab.compare import compare, table
-from tests.lab.lab import Office, PincRun, find_office, lab_dir, office_config, pinc_run
+from tests.lab.lab import Office, PincRun, find_office, lab_dir, office_config
 from tests.lab.scenario import REGISTRY, Scenario, run_scenario
 from tests.lab.truth import load
 
-OFFICE = "labpjsip"
-NAMES = sorted(name for name, sc in REGISTRY.items() if sc.office == OFFICE)
+NAMES = sorted(REGISTRY)
 _LINKEDID = re.compile(rb"^Linkedid: (\S+)\r$", re.M)
 
 
 @pytest.fixture(scope="module")
-def office() -> Office:
+def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, PincRun]]:
+    """One ``pinc run`` per office variant, started the first time a scenario needs it."""
+    started: dict[str, PincRun] = {}
+    yield started
+    for run in started.values():
+        code = run.stop()
+        assert code == 0, f"pinc run exited {code}:\n{run.log()[-4000:]}"
+
+
+def _office_and_run(
+    name: str, runs: dict[str, PincRun], tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Office, PincRun]:
     if lab_dir() is None:
         pytest.skip("the lab tier needs PINC_LAB (see tests/lab/README.md)")
-    found = find_office(OFFICE)
-    if found is None:
-        pytest.skip(f"no {OFFICE} office in $PINC_LAB (python -m tests.lab.offices start)")
-    return found
-
-
-@pytest.fixture(scope="module")
-def run(office: Office, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PincRun]:
-    tmp = tmp_path_factory.mktemp("pinc")
-    with pinc_run(office_config(office, tmp), tmp) as running:
+    office = find_office(name)
+    if office is None:
+        pytest.skip(f"office {name} is not up (python -m tests.lab.offices start {name})")
+    if name not in runs:
+        tmp = tmp_path_factory.mktemp(f"pinc-{name}")
+        runs[name] = PincRun(office_config(office, tmp), tmp).start()
         time.sleep(1.0)  # logged in and resynced before the first call
-        yield running
+    return office, runs[name]
 
 
 def _linkedids(transcript: Path) -> set[str]:
@@ -77,9 +85,10 @@ def _journal_calls(run: PincRun, links: set[str], count: int) -> list[dict[str, 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_the_journal_equals_the_ground_truth(
-    office: Office, run: PincRun, tmp_path: Path, name: str
+    runs: dict[str, PincRun], tmp_path_factory: pytest.TempPathFactory, tmp_path: Path, name: str
 ) -> None:
     sc: Scenario = REGISTRY[name]
+    office, run = _office_and_run(sc.office, runs, tmp_path_factory)
     summary = trio.run(run_scenario, sc, dict(office.raw), tmp_path)
     failed = [c for c in summary["checks"] if not c["ok"]]
     assert summary["passed"], f"the drive itself failed (not a pinc result): {failed}"
