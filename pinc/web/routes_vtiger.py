@@ -10,16 +10,20 @@ from __future__ import annotations
 
 import json
 import logging
+import re
+import time
 from functools import partial
 
 import trio
 from quart import Blueprint, Response, request
 
+from pinc import metrics
 from pinc.journal import queries
 from pinc.services import Responsible
-from pinc.web import actions, recordings, validate
+from pinc.web import actions, recordings, tickets, validate
 from pinc.web.app import state, text
-from pinc.web.auth import refused, same_secret
+from pinc.web.auth import crm_secret_ok, refused, secret_of
+from pinc.web.dialpolicy import PolicyRefused
 
 log = logging.getLogger(__name__)
 blueprint = Blueprint("vtiger", __name__)
@@ -44,10 +48,8 @@ async def _all_params() -> dict[str, str]:
 
 def _secret_ok(route: str, params: dict[str, str]) -> bool:
     st = state()
-    if same_secret(params.get("secret"), st.services.config.crm.secret):
-        return True
-    refused(route, request, "missing secret" if not params.get("secret") else "wrong secret")
-    return False
+    given = secret_of(request, params)
+    return crm_secret_ok(route, request, given, st.services.config.crm.secret, st.crm_peers)
 
 
 @blueprint.route("/makecall", methods=["GET", "POST"])
@@ -60,7 +62,7 @@ async def makecall() -> Response:
     try:
         ext = validate.extension(params.get("from"), pbx)
         number = validate.phone_number(params.get("to"))
-        context = validate.context(params.get("context"), pbx.originate_context)
+        asked = validate.context(params.get("context"), pbx.originate_context)
         record_id = validate.record_id(params.get("record"))
     except validate.InvalidInput as exc:
         log.warning("/makecall refused: %s", exc)
@@ -68,10 +70,20 @@ async def makecall() -> Response:
     variables = validate.channel_variables(params)
     if variables.refused:
         log.warning("/makecall: parameters not passed as channel variables: %s", variables.refused)
-    if not actions.ami_connected(st.services):
-        log.error("/makecall %s -> %s: not connected to Asterisk", ext, number)
-        return text("Error", 503)
-    req = actions.OriginateRequest(ext, number, context, record_id, variables.accepted)
+    audit = partial(actions.audit, "originate", who="crm", address=request.remote_addr,
+                    ext=ext, to=number)
+    try:
+        decision = st.policy.originate(ext, number, asked, st.services.directory)
+        if not actions.ami_connected(st.services):
+            audit(context=decision.context, result="failed (not connected to Asterisk)")
+            return text("Error", 503)
+        st.policy.check_rate(ext, time.time())
+    except PolicyRefused as exc:
+        metrics.REFUSED.labels(rule=exc.rule).inc()
+        audit(context=asked, result=f"refused ({exc.message})")
+        return text("Error", 429 if exc.rule == "rate" else 403)
+    audit(context=decision.context, asked_context=decision.asked_context, result="accepted")
+    req = actions.OriginateRequest(ext, number, decision.context, record_id, variables.accepted)
     channel_id = actions.new_channel_id()
     st.spawn(partial(actions.originate, st.services, req, channel_id))
     return text("Success")
@@ -99,11 +111,31 @@ async def _recording_response(call_id: str, *, json_errors: bool) -> Response:
 
 @blueprint.route("/recording", methods=["GET"])
 async def recording() -> Response:
+    """One call's recording: with the signed link pinc stored in the CRM (``sig``, plus
+    ``exp`` when minted on demand), or server to server with the CRM secret."""
     params = {k: request.args[k] for k in request.args}
-    if not _secret_ok("/recording", params):
-        return text("Authentication Failure", 403)
+    call_param = params.get("id") or ""
+    if secret_of(request, params) is not None:
+        # SalesPlatform's ListenRecord appends &secret= to the stored (signed) link: the
+        # secret decides, and only from the CRM's servers (a link signed before a key
+        # rotation still plays there).
+        if not _secret_ok("/recording", params):
+            return text("Authentication Failure", 403)
+    elif "sig" in params:
+        try:
+            tickets.check(
+                state().master, tickets.RECORDING, call_param, params.get("exp", "0"),
+                params["sig"], now=time.time(),
+            )
+        except tickets.TicketError as exc:
+            # Unknown call and another call's link answer alike: nothing to enumerate.
+            refused("/recording", request, f"link: {exc}")
+            return text("Forbidden", 403)
+    else:
+        refused("/recording", request, "no link signature")
+        return text("Forbidden", 403)
     try:
-        call_id = validate.call_id(params.get("id"))
+        call_id = validate.call_id(call_param)
     except validate.InvalidInput:
         return text("Bad Request", 400)
     return await _recording_response(call_id, json_errors=False)
@@ -129,17 +161,43 @@ async def transfer() -> Response:
     except validate.InvalidInput as exc:
         log.warning("/transfer refused: %s", exc)
         return text("Error", 400)
+    audit = partial(actions.audit, "transfer", who="crm", address=request.remote_addr,
+                    call=call_id, ext=ext, to=to, mode=mode, context=pbx.originate_context)
     if call_id is None:
         assert ext is not None
         found = st.services.ingest.call_of_extension(ext)
         if found is None:
+            audit(result="refused (no live call)")
             return text("Error: no live call", 404)
         call_id = found
     try:
+        admit_transfer(call_id, to=to, from_ext=ext)
         await do_transfer(call_id, to=to, mode=mode, from_ext=ext)
+    except PolicyRefused as exc:
+        metrics.REFUSED.labels(rule=exc.rule).inc()
+        audit(call=call_id, result=f"refused ({exc.message})")
+        return text(f"Error: {exc.message}", 429 if exc.rule == "rate" else 403)
     except actions.TransferError as exc:
+        audit(call=call_id, result=f"failed ({exc.status} {exc.message})")
         return text(f"Error: {exc.message}", exc.status)
+    audit(call=call_id, result="sent")
     return text("Success")
+
+
+def admit_transfer(call_id: str, *, to: str, from_ext: str | None) -> None:
+    """pinc's rules around a transfer (do_transfer is the transfer itself): the employee
+    named must be on that call (else it answers as an unknown call: nothing to learn by
+    probing ids), the destination is an extension or an allowed number, and the rate.
+    Raises TransferError or PolicyRefused."""
+    st = state()
+    pbx = st.services.config.pbx
+    if from_ext is not None and not any(
+        c.get("ext") == from_ext for c in st.services.ingest.channels_of(call_id)
+    ):
+        raise actions.TransferError(404, "not_found", "no such call")
+    to_is_ext = bool(re.fullmatch(pbx.extension_pattern, to))
+    st.policy.transfer(to, to_is_extension=to_is_ext)
+    st.policy.check_rate(from_ext, time.time())
 
 
 async def do_transfer(call_id: str, *, to: str, mode: str, from_ext: str | None = None) -> None:

@@ -31,8 +31,8 @@ from pinc.calls.model import CallChange
 from pinc.journal import queries
 from pinc.runtime.timeslice import give_way
 from pinc.web import actions, tickets, validate
-from pinc.web.app import state
-from pinc.web.auth import has_token, refused
+from pinc.web.app import front_door, state
+from pinc.web.auth import api_access, refused, why_refused
 
 log = logging.getLogger(__name__)
 blueprint = Blueprint("ws", __name__)
@@ -99,6 +99,11 @@ async def feed() -> Response | None:
     st = state()
     ext = websocket.args.get("ext") or None
     ticket = websocket.args.get("ticket")
+    # A page of another site (another port of 127.0.0.1 included) must not read the feed
+    # with the dashboard's cookie; the CRM's pages may, with the module's ticket.
+    refusal = front_door(websocket, origin_rule=True, ticket=ticket is not None)
+    if refusal is not None:
+        return refusal
     if ticket is not None:
         # pinc's vtiger module mints a short-lived ticket for the signed-in user's
         # extension (pinc/web/tickets.py): it shows that extension's calls and nothing else.
@@ -111,8 +116,8 @@ async def feed() -> Response | None:
             refused("/ws", websocket, "ticket: for another extension")
             return Response("a valid ticket is required\n", status=401, content_type="text/plain")
         ext = granted.subject
-    elif not has_token(websocket, st.token):
-        refused("/ws", websocket, "token")
+    elif not api_access(websocket, st.token, st.sessions):
+        refused("/ws", websocket, why_refused(websocket))
         return Response("a valid token is required\n", status=401, content_type="text/plain")
     if ext is not None:
         try:

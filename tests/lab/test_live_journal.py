@@ -18,6 +18,7 @@ not compared: it fails as a broken run.
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 from collections.abc import Iterator
@@ -53,13 +54,23 @@ def _office_and_run(
     if lab_dir() is None:
         pytest.skip("the lab tier needs PINC_LAB (see tests/lab/README.md)")
     office = find_office(name)
-    if office is None:
+    if office is None or not _alive(office):
         pytest.skip(f"office {name} is not up (python -m tests.lab.offices start {name})")
     if name not in runs:
         tmp = tmp_path_factory.mktemp(f"pinc-{name}")
         runs[name] = PincRun(office_config(office, tmp), tmp).start()
         time.sleep(1.0)  # logged in and resynced before the first call
     return office, runs[name]
+
+
+def _alive(office: Office) -> bool:
+    """Its own Asterisk answers its AMI port (the variants share ports: a stopped one's
+    office.json names a port another variant's Asterisk now holds)."""
+    try:
+        os.kill(int(office.raw["pid"]), 0)
+    except (KeyError, ValueError, OSError):
+        return False
+    return True
 
 
 def _linkedids(transcript: Path) -> set[str]:

@@ -77,8 +77,12 @@ def attacks(outside: Path) -> list[Attack]:
         Attack("/api/calls", "token as Basic auth", "GET", "/api/calls", {401},
                headers={"Authorization": f"Basic {TOKEN}"}),
         Attack("/api/calls", "wrong token in query", "GET", "/api/calls?token=x", {401}),
+        Attack("/api/calls", "the right token in the query", "GET",
+               f"/api/calls?token={TOKEN}", {401}),
         Attack("/api/calls", "wrong cookie", "GET", "/api/calls", {401},
-               headers={"Cookie": "pinc_token=x"}),
+               headers={"Cookie": "pinc_session=x"}),
+        Attack("/api/calls", "0.1.0's cookie (the token itself)", "GET", "/api/calls", {401},
+               headers={"Cookie": f"pinc_token={TOKEN}"}),
         Attack("/api/calls", "the crm secret as token", "GET", "/api/calls", {401},
                headers={"Authorization": f"Bearer {SECRET}"}),
         Attack("/api/live", "no token", "GET", "/api/live", {401}),
@@ -98,6 +102,12 @@ def attacks(outside: Path) -> list[Attack]:
             "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="}),
         Attack("/", "no token", "GET", "/", {401}),
         Attack("/", "wrong token in query", "GET", "/?token=x", {401}),
+        Attack("/", "the right token in the query", "GET", f"/?token={TOKEN}", {401}),
+        Attack("/ws", "the right token in the query", "GET", f"/ws?token={TOKEN}", {401},
+               headers={"Upgrade": "websocket", "Connection": "Upgrade",
+                        "Sec-WebSocket-Version": "13",
+                        "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="}),
+        Attack("/signin/{code}", "a made-up sign-in code", "GET", "/signin/abc", {401}),
         Attack("/login", "wrong token", "POST", "/login", {401}, headers=FORM,
                body=b"token=guess"),
         Attack("/api/openapi.json", "public by design", "GET", "/api/openapi.json", {200}),
@@ -208,7 +218,7 @@ def attacks(outside: Path) -> list[Attack]:
         # h11 refuses an incomplete head over 16 KiB; a head that arrives in one read is parsed
         Attack("/ping", "20 KB URL", "GET", "/ping?x=" + "y" * 20_000, {200, 400, 414, 431}),
         Attack("/ping", "5,000 headers", "GET", "/ping", {200, 400, 431},
-               raw_head=b"GET /ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+               raw_head=b"GET /ping HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
                + b"".join(b"X-%d: y\r\n" % i for i in range(5000)) + b"\r\n"),
         Attack("/ping", "bare LF request, HTTP/0.9", "GET", "/ping", {400, None},  # type: ignore[arg-type]
                raw_head=b"GET /ping\n\n"),
@@ -287,8 +297,10 @@ async def seed(env: Env, tmp_path: Path) -> Path:
     await env.put([change("call.answered", live)])
     env.ingest.live = [live]
     env.ingest.channels["c-live"] = [
-        {"channel": "PJSIP/trunk-00000001", "uniqueid": "1.1", "ext": "", "role": "customer"},
-        {"channel": "PJSIP/101-00000002", "uniqueid": "1.2", "ext": "101", "role": "employee"},
+        {"channel": "PJSIP/trunk-00000001", "uniqueid": "1.1", "ext": "", "role": "customer",
+         "bridge": "b-1", "partner": "employee"},
+        {"channel": "PJSIP/101-00000002", "uniqueid": "1.2", "ext": "101", "role": "employee",
+         "bridge": "b-1", "partner": "customer"},
     ]
     return outside
 
@@ -347,7 +359,7 @@ async def test_slowloris_cut_off_while_ping_answers(nursery: trio.Nursery,
             stream = await trio.open_tcp_stream("127.0.0.1", env.port)
             start = trio.current_time()
             try:
-                await stream.send_all(b"GET /ping HTTP/1.1\r\nHost: x\r\n")
+                await stream.send_all(b"GET /ping HTTP/1.1\r\nHost: 127.0.0.1\r\n")
                 for i in range(100):
                     await stream.send_all(b"X-%d: y\r\n" % i)
                     with trio.move_on_after(1.0):
