@@ -51,6 +51,15 @@ def ring(st: State, live: Live, dest: Chan, caller: Chan | None, out: Out) -> Le
         return parent
     if ext is None:
         return None
+    if dest.parsed.half:
+        # the same, seen the other way round: the Local channel's far half dialled the
+        # phone before the queue's DialBegin for this half came (they race)
+        for other in live.legs:
+            if other.caller is not None and other.caller.parsed.pair == pair:
+                if other.leg.ext == ext:
+                    live.leg_by_pair[pair] = other
+                    dest.role = other.chan.role
+                    return other
     dest.role = "employee"
     if dest.peer is not None:
         dest.peer.role = "employee"

@@ -419,3 +419,32 @@ def test_a_conference_room_answers_its_callers(config: Config) -> None:
         ("inbound", "79031239876", "74951230009", "completed", "101"),
     ]
     assert all(c["legs"] == [] for c in calls)
+
+
+def test_a_local_member_is_one_leg_whichever_dial_comes_first(config: Config) -> None:
+    """FreePBX's queue members are Local channels: the queue dials ``Local/102@from-queue``
+    and its far half dials ``PJSIP/102``. Asterisk may publish the far half's DialBegin
+    first (seen live); it is one phone, one leg, either way."""
+    link = "1800000000.1"
+    trunk = Ch("PJSIP/trunk-00000001", link, link, "from-trunk", "74951230001", "79031234501")
+    one = Ch("Local/102@from-queue-0000001d;1", "1800000000.2", link, "from-queue", "102")
+    two = Ch("Local/102@from-queue-0000001d;2", "1800000000.3", link, "from-queue", "102")
+    phone = Ch("PJSIP/102-00000080", "1800000000.4", link, "from-internal", "s", "102")
+    for far_first in (True, False):
+        dials = [dial_begin(two, phone), dial_begin(trunk, one)]
+        events = [
+            newchannel(trunk),
+            event("QueueCallerJoin", trunk.block(), ("Queue", "fpbx-ringall")),
+            newchannel(one),
+            newchannel(two),
+            newchannel(phone),
+            *(dials if far_first else dials[::-1]),
+            dial_end(trunk, one, "CANCEL"),
+            hangup(one, cause=0),
+            dial_end(two, phone, "CANCEL"),
+            hangup(two, cause=0),
+            hangup(phone),
+            hangup(trunk, cause=127),
+        ]
+        (call,) = _ended(_run(config, events))
+        assert [(x["ext"], x["result"]) for x in call["legs"]] == [("102", "cancelled")]
