@@ -4,6 +4,7 @@
     python -m tests.lab.compare item:4 park_retrieve   # some of them (names, item:N)
     python -m tests.lab.compare --calls calls.jsonl tests/fixtures/lab/X.truth.json
                                                        # a live journal (pinc calls --json)
+    python -m tests.lab.compare --markdown             # the scenario table of docs/calls.md
 
 Replay mode runs each fixture's transcript through pinc's tracker (``replay_calls``, what
 ``pinc replay`` prints) with the configuration of the office it was recorded on
@@ -104,6 +105,36 @@ def table(rows: list[tuple[str, Diff]]) -> str:
     return "\n".join(out)
 
 
+def _truth_words(call: dict[str, Any]) -> str:
+    """One call of a truth in a few words, for the docs table."""
+    words = f"{call['direction']} {call['status']}"
+    if call["answered_by"]:
+        words += f" by {call['answered_by']}"
+    if call["legs"]:
+        words += "; legs " + ", ".join(_legs(call))
+    if call["transfers"]:
+        words += "; " + ", ".join(_transfers(call))
+    notes = {k: v for k, v in call.get("notes", {}).items() if v not in ("", False)}
+    if notes:
+        words += "; " + ", ".join(f"{k} {v}" if v is not True else k for k, v in notes.items())
+    return words
+
+
+def markdown(paths: list[Path]) -> str:
+    """The table of every recorded scenario for docs/calls.md: shape, technology, what the
+    ground truth says, and whether replay matches it (run it after a tracker change)."""
+    out = ["| scenario | #13 | shape | tech | office | ground truth | replay |",
+           "|---|---|---|---|---|---|---|"]
+    for path in paths:
+        truth = load(path)
+        ok = not compare(truth, replay(path))
+        said = "<br>".join(_truth_words(c) for c in truth["calls"])
+        out.append(f"| {truth['scenario']} | {truth['item']} | {truth['shape']} | "
+                   f"{truth['tech']} | {truth['office']} | {said} | "
+                   f"{'matches' if ok else '**differs**'} |")
+    return "\n".join(out)
+
+
 def _paths(names: list[str]) -> list[Path]:
     if not names:
         return sorted(FIXTURES.glob("*.truth.json"))
@@ -125,9 +156,14 @@ def main(argv: list[str] | None = None) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("truths", nargs="*", help="scenario names, item:N, or truth files")
     ap.add_argument("--calls", type=Path, help="JSON lines of calls (pinc calls --json)")
+    ap.add_argument("--markdown", action="store_true",
+                    help="print the scenario table for docs/calls.md instead")
     args = ap.parse_args(argv)
     rows: list[tuple[str, Diff]] = []
     paths = _paths(args.truths)
+    if args.markdown:
+        print(markdown(paths))
+        return 0
     matching = 0
     for path in paths:
         truth = load(path)

@@ -3,6 +3,8 @@ up, which is always the case in CI (``PINC_LAB`` unset). See tests/lab/README.md
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
 from tests.lab.lab import Crm, Office, find_office, find_salesplatform, find_vtiger, lab_dir
@@ -49,3 +51,23 @@ def salesplatform() -> Crm:
     if crm is None:
         pytest.skip("SalesPlatform is not up in $PINC_LAB (salesplatform/install.sh)")
     return crm
+
+
+@pytest.fixture(scope="session")
+def own_office() -> Iterator[Office]:
+    """The project's own office (tests/lab/office, variant ``labpjsip``: SIP phones 101-106,
+    Local phones 107-108, two carriers; see tests/lab/README.md), started through the kit
+    with the lab's ports from the environment, and stopped at the end if started here.
+    Drive calls on it with tests.lab.drive."""
+    from tests.lab import offices
+
+    why = offices.unavailable()
+    if why:
+        pytest.skip(why)
+    running = find_office("labpjsip") is not None
+    offices.start("labpjsip")
+    office = find_office("labpjsip")
+    assert office is not None, "office labpjsip started but its AMI does not answer"
+    yield office
+    if not running:
+        offices.stop("labpjsip")

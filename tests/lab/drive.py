@@ -1,7 +1,7 @@
 """Drive lab scenarios against a running office and record them.
 
     python -m tests.lab.drive --list
-    python -m tests.lab.drive --office labpjsip [--out DIR] SCENARIO... | all | item:N
+    python -m tests.lab.drive --office labpjsip [--out DIR] SCENARIO... | all | item:N | mixed
 
 The office is found through ``$PINC_LAB/asterisk/run-<office>/office.json`` (start it with
 ``python -m tests.lab.offices start labpjsip``, or the kit's start.sh). Without ``--office``
@@ -42,13 +42,22 @@ def load_office(name: str) -> dict[str, Any]:
     return office
 
 
+# Ten calls of mixed kinds on labpjsip, one of each: for "calls made while pinc was down"
+MIXED = ["queue_local_ringall", "ringgroup_abandon", "internal_pjsip", "outbound_8prefix",
+         "xfer_blind_dtmf", "voicemail_noanswer", "pickup_group", "ivr_hangup",
+         "internal_pjsip_busy", "call_waiting_missed"]
+
+
 def select(names: list[str]) -> list[Scenario]:
-    """Scenario names, ``all``, or ``item:N`` (every scenario of #13's item N)."""
+    """Scenario names, ``all``, ``item:N`` (every scenario of #13's item N), or ``mixed``
+    (ten calls of mixed kinds, `MIXED`)."""
     if not names or names == ["all"]:
         return list(REGISTRY.values())
     out: list[Scenario] = []
     for name in names:
-        if name.startswith("item:"):
+        if name == "mixed":
+            out += [REGISTRY[n] for n in MIXED]
+        elif name.startswith("item:"):
             out += [s for s in REGISTRY.values() if str(s.item) == name[5:]]
         elif name in REGISTRY:
             out.append(REGISTRY[name])
@@ -83,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--list", action="store_true", help="list the scenarios")
     args = ap.parse_args(argv)
     if args.list:
-        for sc in REGISTRY.values():
+        for sc in sorted(REGISTRY.values(), key=lambda s: (s.item, s.name)):
             print(f"{sc.name:<34} item {sc.item:<2} {sc.office:<12} {sc.how[:90]}")
         return 0
     return 0 if trio.run(drive, select(args.scenarios), args.office, args.out) else 1

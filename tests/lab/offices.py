@@ -59,6 +59,19 @@ def running_tz(office: dict[str, Any]) -> str | None:
     return office_tz(int(office["pid"]))
 
 
+def unavailable() -> str | None:
+    """Why the project's offices cannot be started here (no lab, no Asterisk, no kit), or
+    None: tests skip with this reason."""
+    lab = os.environ.get("PINC_LAB", "").strip()
+    if not lab:
+        return "the lab tier needs PINC_LAB (see tests/lab/README.md)"
+    if not (Path(lab) / "asterisk" / "install" / "sbin" / "asterisk").exists():
+        return f"no Asterisk built in {lab}/asterisk (the kit's asterisk/build.sh)"
+    if not (kit() / "asterisk" / "start.sh").exists():
+        return f"no lab kit at {kit()} (set PINC_LAB_KIT)"
+    return None
+
+
 def _template_hash(folder: Path) -> str:
     digest = hashlib.sha256()
     for path in sorted(folder.iterdir()):

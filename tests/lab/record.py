@@ -33,19 +33,30 @@ FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "lab"
 KEPT = (".ami", ".cdr.csv", ".truth.json", ".sip.txt")
 
 
-def write_index() -> None:
+def write_index(folder: Path) -> None:
     """index.json: scenario -> item, shape, tech, office, how (from the registry, for the
     scenarios that have fixtures)."""
     index = {}
     for sc in sorted(REGISTRY.values(), key=lambda s: (s.item, s.name)):
-        if (FIXTURES / f"{sc.name}.truth.json").exists():
+        if (folder / f"{sc.name}.truth.json").exists():
             index[sc.name] = {"item": sc.item, "shape": sc.shape, "tech": sc.tech,
                               "office": sc.office, "description": sc.how}
-    (FIXTURES / "index.json").write_text(json.dumps(index, indent=1, ensure_ascii=False) + "\n",
+    (folder / "index.json").write_text(json.dumps(index, indent=1, ensure_ascii=False) + "\n",
                                          encoding="utf-8")
 
 
-async def record(selected: list[Scenario], tries: int) -> tuple[list[str], dict[str, int]]:
+def _keep(work: Path, folder: Path, name: str) -> None:
+    """A scenario's files replace its old ones as a whole."""
+    for old in folder.glob(f"{name}.*"):
+        old.unlink()
+    for suffix in KEPT:
+        src = work / f"{name}{suffix}"
+        if src.exists():
+            shutil.copyfile(src, folder / src.name)
+
+
+async def record(selected: list[Scenario], tries: int,
+                 folder: Path) -> tuple[list[str], dict[str, int]]:
     failed: list[str] = []
     attempts: dict[str, int] = {}
     work = Path(os.environ["PINC_LAB"]) / "record-tmp"
@@ -67,12 +78,7 @@ async def record(selected: list[Scenario], tries: int) -> tuple[list[str], dict[
         if not ok:
             failed.append(sc.name)
             continue
-        for old in FIXTURES.glob(f"{sc.name}.*"):
-            old.unlink()
-        for suffix in KEPT:
-            src = work / f"{sc.name}{suffix}"
-            if src.exists():
-                shutil.copyfile(src, FIXTURES / src.name)
+        _keep(work, folder, sc.name)
         await trio.sleep(1)
     return failed, attempts
 
@@ -83,15 +89,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("scenarios", nargs="*")
     ap.add_argument("--tries", type=int, default=3)
     ap.add_argument("--keep", action="store_true", help="leave the offices running")
+    ap.add_argument("--fixtures", type=Path, default=FIXTURES,
+                    help="where the fixtures go (default tests/fixtures/lab)")
     args = ap.parse_args(argv)
-    FIXTURES.mkdir(parents=True, exist_ok=True)
+    args.fixtures.mkdir(parents=True, exist_ok=True)
     selected = select(args.scenarios)
     used = sorted({s.office for s in selected})
     t0 = time.monotonic()
     try:
-        failed, _attempts = trio.run(record, selected, args.tries)
+        failed, _attempts = trio.run(record, selected, args.tries, args.fixtures)
     finally:
-        write_index()
+        write_index(args.fixtures)
         if not args.keep:
             for name in used:
                 offices.stop(name)

@@ -186,19 +186,23 @@ async def outbound_forms(ctx: Ctx, phone: str, number: str) -> None:
 # --- item 12: internal calls -------------------------------------------------------------------
 
 INTERNAL = "internal call"
+PJSIP_LOCAL = "pjsip+local"  # SIP phones reached through Local channels
 
 
-@scenario("internal_pjsip", 12, INTERNAL, caller="101", callee="102", mode="answer")
+@scenario("internal_pjsip", 12, INTERNAL, caller="101", callee="102", mode="answer",
+          plan="102 answers after 2 s; 101 hangs up after 5 s of talk")
 @scenario("internal_pjsip_noanswer", 12, INTERNAL, caller="102", callee="103",
-          mode="noanswer")
-@scenario("internal_pjsip_busy", 12, INTERNAL, caller="103", callee="101", mode="busy")
-@scenario("internal_local", 12, INTERNAL, caller="104", callee="102", mode="answer")
-@scenario("internal_local_noanswer", 12, INTERNAL, caller="104", callee="103",
-          mode="noanswer")
-async def internal(ctx: Ctx, caller: str, callee: str, mode: str) -> None:
-    """Phone {caller} dials {callee} itself ({callee} is {mode}; phone 104 reaches its
-    colleagues through Local/{callee}@from-internal/n). Answered: after 2 s, {caller} hangs
-    up after 5 s of talk; not answered: {caller} gives up after 6 s."""
+          mode="noanswer", plan="103 rings and does not answer; 102 gives up after 6 s")
+@scenario("internal_pjsip_busy", 12, INTERNAL, caller="103", callee="101", mode="busy",
+          plan="101 answers 486 Busy Here; the PBX signals busy to 103")
+@scenario("internal_local", 12, INTERNAL, tech=PJSIP_LOCAL, caller="104", callee="102",
+          mode="answer", plan="the PBX dials Local/102@from-internal/n, which dials PJSIP/102; "
+          "102 answers after 2 s; 104 hangs up after 5 s of talk")
+@scenario("internal_local_noanswer", 12, INTERNAL, tech=PJSIP_LOCAL, caller="104",
+          callee="103", mode="noanswer", plan="the PBX dials Local/103@from-internal/n, which "
+          "dials PJSIP/103; 103 rings and does not answer; 104 gives up after 6 s")
+async def internal(ctx: Ctx, caller: str, callee: str, mode: str, plan: str) -> None:
+    """Phone {caller} dials {callee} itself (its own INVITE); {plan}."""
     await ctx.sipp.phone(callee, Answer(mode, ring_ms=2000))
     call = Uac(caller, callee, name=caller, steps=[Pause(5000), Bye()])
     if mode == "noanswer":
@@ -218,7 +222,8 @@ async def internal(ctx: Ctx, caller: str, callee: str, mode: str) -> None:
                else span(1.5, 1.5, 3))
 
 
-@scenario("internal_local_originate", 12, INTERNAL, caller="101", callee="102")
+@scenario("internal_local_originate", 12, INTERNAL, tech=PJSIP_LOCAL, caller="101",
+          callee="102")
 async def internal_local_originate(ctx: Ctx, caller: str, callee: str) -> None:
     """Click-to-call between employees, FreePBX style: AMI Originate
     Local/{caller}@from-internal -> {callee}@from-internal. Phone {caller} rings and answers

@@ -7,7 +7,7 @@ import trio
 from tests.lab.scenario import Ctx, scenario
 from tests.lab.scenarios.common import DID_IVR, direct, settle
 from tests.lab.scenarios.transfers import answered_then, press
-from tests.lab.sipp import Answer, Bye, Hold, Pause, Resume, Uac
+from tests.lab.sipp import Answer, Bye, Hold, Pause, Resume, Step, Uac
 from tests.lab.truth import span
 
 # --- item 5: parking ---------------------------------------------------------------------
@@ -134,9 +134,10 @@ async def hold_resume(ctx: Ctx, caller: str, by: str) -> None:
     """Caller {caller} -> 74951230101; 101 answers after 2 s; 3 s later the {by} puts the
     call on hold (re-INVITE a=sendonly; the other side hears music), 4 s later resumes it
     (a=sendrecv); the caller hangs up 12 s after the answer."""
-    holds = [Pause(3000), Hold(), Pause(4000), Resume()]
+    holds: list[Step] = [Pause(3000), Hold(), Pause(4000), Resume()]
     await ctx.sipp.phone("101", Answer(ring_ms=2000, steps=holds if by == "phone" else ()))
-    steps = [*holds, Pause(5000), Bye()] if by == "caller" else [Pause(12000), Bye()]
+    steps: list[Step] = ([*holds, Pause(5000), Bye()] if by == "caller"
+                         else [Pause(12000), Bye()])
     uac = await ctx.sipp.call(Uac(caller, direct("101"), name=caller, steps=steps))
     await ctx.wait_uac(uac)
     await settle(ctx)

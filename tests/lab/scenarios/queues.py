@@ -13,12 +13,13 @@ from tests.lab.sipp import Answer, Bye, Pause, Uac
 from tests.lab.truth import span
 
 SHAPE = "queue with Local-channel members (FreePBX from-queue)"
+PJSIP_LOCAL = "pjsip+local"  # SIP phones reached through Local channels
 
 
-@scenario("queue_local_ringall", 1, SHAPE, caller="79035550101", winner="102", ring=3.0,
-          talk=5.0)
-@scenario("queue_local_ringall_2", 1, SHAPE, caller="74997001122", winner="101", ring=5.0,
-          talk=3.0)
+@scenario("queue_local_ringall", 1, SHAPE, tech=PJSIP_LOCAL, caller="79035550101",
+          winner="102", ring=3.0, talk=5.0)
+@scenario("queue_local_ringall_2", 1, SHAPE, tech=PJSIP_LOCAL, caller="74997001122",
+          winner="101", ring=5.0, talk=3.0)
 async def queue_local_ringall(ctx: Ctx, caller: str, winner: str, ring: float,
                               talk: float) -> None:
     """Caller {caller} -> 74951230001 (queue fpbx-ringall: Local/101@from-queue/n and
@@ -45,7 +46,7 @@ async def queue_local_ringall(ctx: Ctx, caller: str, winner: str, ring: float,
                notes={"queue": "fpbx-ringall"})
 
 
-@scenario("queue_local_linear", 1, SHAPE, caller="79267770033", talk=4.0)
+@scenario("queue_local_linear", 1, SHAPE, tech=PJSIP_LOCAL, caller="79267770033", talk=4.0)
 async def queue_local_linear(ctx: Ctx, caller: str, talk: float) -> None:
     """Caller {caller} -> 74951230004 (queue fpbx-linear, 4 s per member, 1 s between). Local/101
     rings 4 s unanswered, Local/102 rings 4 s unanswered, Local/103 answers after 2 s; the
@@ -71,7 +72,7 @@ async def queue_local_linear(ctx: Ctx, caller: str, talk: float) -> None:
                notes={"queue": "fpbx-linear"})
 
 
-@scenario("queue_local_abandon", 1, SHAPE, caller="79031234501", give_up=7.0)
+@scenario("queue_local_abandon", 1, SHAPE, tech=PJSIP_LOCAL, caller="79031234501", give_up=7.0)
 async def queue_local_abandon(ctx: Ctx, caller: str, give_up: float) -> None:
     """Caller {caller} -> 74951230001 (queue fpbx-ringall); 101 and 102 ring and nobody answers;
     the caller gives up after {give_up} s (CANCEL)."""
@@ -88,7 +89,7 @@ async def queue_local_abandon(ctx: Ctx, caller: str, give_up: float) -> None:
                duration=span(give_up), notes={"queue": "fpbx-ringall"})
 
 
-@scenario("queue_local_timeout", 1, SHAPE, caller="74951112233", wait=8, talk=4.0)
+@scenario("queue_local_timeout", 1, SHAPE, tech=PJSIP_LOCAL, caller="74951112233", wait=8, talk=4.0)
 async def queue_local_timeout(ctx: Ctx, caller: str, wait: int, talk: float) -> None:
     """Caller {caller} -> 74951230001 with X-Lab-Queue-Timeout: {wait} (queue fpbx-ringall); 101
     and 102 ring unanswered until the queue gives up after {wait} s; the dialplan goes on to
