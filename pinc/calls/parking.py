@@ -17,12 +17,7 @@ Fields = Mapping[str, str]
 
 
 def on_parked_call(st: State, f: Fields, out: Out) -> None:
-    parkee = touch(st, f, "Parkee", out)
-    if parkee is None or parkee.call is None:
-        return
-    live = parkee.call
-    # the transfer that brought it here (to the lot's extension) is the last one recorded
-    live.parked = live.call.transfers[-1] if live.call.transfers else None
+    touch(st, f, "Parkee", out)
 
 
 def on_unparked_call(st: State, f: Fields, out: Out) -> None:
@@ -33,8 +28,16 @@ def on_unparked_call(st: State, f: Fields, out: Out) -> None:
     live = parkee.call
     picked_up(st, live, retriever, out)
     ext = st.employee_ext(retriever)
-    moved = live.parked
-    live.parked = None
+    # the transfer that brought it to the lot: the last one that rang no phone (its target
+    # is the lot's extension). Asterisk may announce ParkedCall before or after it.
+    moved = next(
+        (
+            x.transfer
+            for x in reversed(live.xfers)
+            if x.confirmed and x.target is None and x.transfer.kind != "followme"
+        ),
+        None,
+    )
     if moved is not None and ext:
         moved.to = ext
         if live.announced:

@@ -97,7 +97,6 @@ class Live:
     last_at: float = 0.0
     cause_set: bool = False
     restored: bool = False  # taken back from the journal: its answer is already known
-    parked: Transfer | None = None  # in a parking lot, brought there by this transfer
     host: str | None = None  # who talked with it though no leg of it rang (conference.py)
 
 

@@ -355,18 +355,17 @@ def test_voicemail_after_no_answer_is_a_missed_call_that_says_so(config: Config)
 # ---- parking and conferences ----------------------------------------------------------------
 
 
-def test_a_parked_call_belongs_to_whoever_takes_it_from_the_lot(config: Config) -> None:
+@pytest.mark.parametrize("parked_first", [False, True], ids=["transfer-first", "parked-first"])
+def test_a_parked_call_belongs_to_whoever_takes_it_from_the_lot(
+    config: Config, parked_first: bool
+) -> None:
+    """Asterisk announces ParkedCall before or after the BlindTransfer that parked it (both
+    seen live)."""
     link = "1800000000.1"
     trunk = Ch("PJSIP/trunk-00000001", link, link, "from-trunk", "74951230101", "79035550022")
     p101 = Ch("PJSIP/101-00000002", "1800000000.2", link, "from-internal", "s", "101")
     p102 = Ch("PJSIP/102-00000003", "1800000009.3", "1800000009.3", "from-internal", "701", "102")
-    events = [
-        newchannel(trunk),
-        newchannel(p101),
-        dial_begin(trunk, p101),
-        dial_end(trunk, p101, "ANSWER"),
-        bridge_enter(p101, "b-1"),
-        bridge_enter(trunk, "b-1"),
+    parking = [
         event(
             "BlindTransfer",
             ("Result", "Success"),
@@ -376,6 +375,15 @@ def test_a_parked_call_belongs_to_whoever_takes_it_from_the_lot(config: Config) 
             ("Extension", "700"),
         ),
         event("ParkedCall", trunk.block("Parkee"), ("ParkingSpace", "701")),
+    ]
+    events = [
+        newchannel(trunk),
+        newchannel(p101),
+        dial_begin(trunk, p101),
+        dial_end(trunk, p101, "ANSWER"),
+        bridge_enter(p101, "b-1"),
+        bridge_enter(trunk, "b-1"),
+        *(parking[::-1] if parked_first else parking),
         hangup(p101),
         newchannel(p102),
         event("UnParkedCall", trunk.block("Parkee"), p102.block("Retriever")),
