@@ -52,9 +52,17 @@ class TrackerLike(Protocol):
         self, channel_id: str, *, ext: str, number: str, record_id: str | None, origin: str
     ) -> None: ...
 
-    def note_transfer(self, call_id: str) -> None: ...
+    def note_transfer(self, call_id: str, to: str = "") -> None: ...
 
-    def resync(self, channels: Sequence[Message], at: float) -> list[CallChange]: ...
+    def transfer_result(self, call_id: str, to: str, accepted: bool) -> None: ...
+
+    def resync(
+        self, snapshot: Sequence[Message], at: float, *, periodic: bool = False
+    ) -> list[CallChange]: ...
+
+    def oddities(self) -> dict[str, int]: ...
+
+    def oddity_example(self, kind: str) -> str: ...
 
     def expire(self, at: float) -> list[CallChange]: ...
 
@@ -108,6 +116,9 @@ class Ingest:
             queued=self._queued,
             journal=journal,
         )
+        self._periodic = False  # the CoreShowChannels in flight is a periodic check
+        self._resyncing = False  # a CoreShowChannels is in flight
+        self._oddities: dict[str, int] = {}  # what the metric and the log already show
 
     # ---- pinc.services.Ingest ---------------------------------------------------------
 
@@ -118,8 +129,12 @@ class Ingest:
             channel_id, ext=ext, number=number, record_id=record_id, origin=origin
         )
 
-    def note_transfer(self, call_id: str) -> None:
-        self.tracker.note_transfer(call_id)
+    def note_transfer(self, call_id: str, to: str = "") -> None:
+        self.tracker.note_transfer(call_id, to)
+
+    def transfer_result(self, call_id: str, to: str, accepted: bool) -> None:
+        # a relabelled transfer comes out of the tracker with the next event or expire()
+        self.tracker.transfer_result(call_id, to, accepted)
 
     def live_calls(self) -> list[dict[str, Any]]:
         return [
@@ -143,6 +158,7 @@ class Ingest:
             "resyncs": self.resyncs,
             "restored": self.restored,
             "connected": self.connected,
+            "oddities": dict(self._oddities),
         }
 
     def health(self) -> dict[str, Any]:
@@ -213,7 +229,7 @@ class Ingest:
                             # the CDR recovery, before the resync: a call pinc was killed
                             # during ends with what the CDR says (pinc/cdr/recovery.py)
                             await self.on_login()
-                        nursery.start_soon(self._resync)
+                        nursery.start_soon(self._resync, False)
                     case Disconnected(reason=reason):
                         self.connected = False
                         log.warning("ingest: AMI disconnected (%s)", reason)
@@ -237,22 +253,26 @@ class Ingest:
             self.changes += len(changes)
             await self.journal.submit(changes, arrived_at=at)
 
-    async def _resync(self) -> None:
+    async def _resync(self, periodic: bool) -> None:
         # The snapshot is applied where its list ended in the event stream (the client
         # delivers it there as a ListCompleted), not when this task gets the answer:
         # Asterisk keeps sending events meanwhile, and a snapshot applied to a tracker
         # that is behind (or ahead of) it would end calls whose Hangup is still queued.
         timeout = self.config.ami.action_timeout
+        self._periodic = periodic
+        self._resyncing = True
         try:
             with trio.fail_after(timeout + 1):
                 await self.client.action("CoreShowChannels", timeout=timeout, in_stream=True)
         except Exception as exc:
             log.warning("ingest: CoreShowChannels failed (%s); live calls not resynced", exc)
+        finally:
+            self._resyncing = False
 
     async def _apply_resync(self, events: Sequence[Message], at: float) -> None:
         channels = [m for m in events if m.name == "CoreShowChannel"]
         try:
-            changes = self.tracker.resync(channels, at)
+            changes = self.tracker.resync(channels, at, periodic=self._periodic)
         except Exception:
             log.exception("ingest: the tracker failed to resync")
             return
@@ -270,15 +290,41 @@ class Ingest:
 
     async def _expire_loop(self) -> None:
         # every second: ended calls stop waiting for their Cdr events after a grace time,
-        # and calls silent for pbx.stale_call_seconds are closed
-        while True:
-            await trio.sleep(EXPIRE_EVERY)
-            try:
-                changes = self.tracker.expire(time.time())
-                metrics.LIVE_CALLS.set(self.tracker.live_count())
-            except Exception:
-                log.exception("ingest: the tracker failed to expire calls")
+        # and calls silent for pbx.stale_call_seconds are closed; every
+        # pbx.resync_seconds, CoreShowChannels finds calls whose Hangups were lost
+        every = self.config.pbx.resync_seconds
+        next_resync = time.monotonic() + every
+        async with trio.open_nursery() as nursery:
+            while True:
+                await trio.sleep(EXPIRE_EVERY)
+                try:
+                    changes = self.tracker.expire(time.time())
+                    metrics.LIVE_CALLS.set(self.tracker.live_count())
+                    self._note_oddities()
+                except Exception:
+                    log.exception("ingest: the tracker failed to expire calls")
+                    continue
+                if changes:
+                    self.changes += len(changes)
+                    await self.journal.submit(changes)
+                due = every > 0 and time.monotonic() >= next_resync
+                if due and self.connected and not self._resyncing:
+                    next_resync = time.monotonic() + every
+                    nursery.start_soon(self._resync, True)
+
+    def _note_oddities(self) -> None:
+        """The tracker counts input it did not expect; the metric follows its counts and
+        each kind is logged once, with its first example."""
+        for kind, count in self.tracker.oddities().items():
+            seen = self._oddities.get(kind, 0)
+            if count <= seen:
                 continue
-            if changes:
-                self.changes += len(changes)
-                await self.journal.submit(changes)
+            metrics.AMI_ODDITIES.labels(kind).inc(count - seen)
+            self._oddities[kind] = count
+            if seen == 0:
+                log.warning(
+                    "ingest: AMI input the tracker did not expect (%s), e.g. %r; counted in "
+                    "pinc_ami_oddities_total, logged once per kind",
+                    kind,
+                    self.tracker.oddity_example(kind),
+                )

@@ -14,8 +14,8 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 
-from pinc.calls.channels import Office, digits, parse_name
 from pinc.calls.model import Call, CallIdFactory, Leg
+from pinc.calls.names import Office, digits, parse_name
 from pinc.cdr.rows import CdrRow
 
 _LEG_RESULT = {

@@ -22,8 +22,8 @@ from typing import Any, Final
 
 import trio
 
-from pinc.calls.channels import Office
 from pinc.calls.model import Call, CallChange, CallIdFactory, iso, random_call_id
+from pinc.calls.names import Office
 from pinc.cdr.calls import calls_from_rows
 from pinc.cdr.sources import LONGEST_CALL, CdrError, Source, open_source
 from pinc.config import Config

@@ -305,8 +305,10 @@ async def seed(env: Env, tmp_path: Path) -> Path:
     await env.put([change("call.answered", live)])
     env.ingest.live = [live]
     env.ingest.channels["c-live"] = [
-        {"channel": "PJSIP/trunk-00000001", "uniqueid": "1.1", "ext": "", "role": "customer"},
-        {"channel": "PJSIP/101-00000002", "uniqueid": "1.2", "ext": "101", "role": "employee"},
+        {"channel": "PJSIP/trunk-00000001", "uniqueid": "1.1", "ext": "", "role": "customer",
+         "bridge": "b-1", "partner": "employee"},
+        {"channel": "PJSIP/101-00000002", "uniqueid": "1.2", "ext": "101", "role": "employee",
+         "bridge": "b-1", "partner": "customer"},
     ]
     return outside
 

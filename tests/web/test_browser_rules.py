@@ -97,7 +97,8 @@ async def test_sign_in_and_out_from_another_site_are_refused(env: Env) -> None:
     "text/plain", "text/plain;charset=UTF-8", "application/x-www-form-urlencoded",
     "multipart/form-data; boundary=x", None])
 async def test_json_routes_need_application_json(env: Env, content_type: str | None) -> None:
-    env.ingest.channels["t1"] = [{"channel": "PJSIP/101-1", "role": "employee", "ext": "101"}]
+    env.ingest.channels["t1"] = [{"channel": "PJSIP/101-1", "role": "employee",
+                                  "bridge": "b-1", "partner": "customer", "ext": "101"}]
     headers = dict(env.auth)
     if content_type:
         headers["Content-Type"] = content_type

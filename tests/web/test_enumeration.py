@@ -37,8 +37,10 @@ async def _seed(env: Env, count: int) -> list[str]:
         await env.put([change("call.answered", live)])
         env.ingest.live.append(live)
         env.ingest.channels[call_id] = [
-            {"channel": "PJSIP/trunk-1", "ext": "", "role": "customer"},
-            {"channel": "PJSIP/101-2", "ext": "101", "role": "employee"}]
+            {"channel": "PJSIP/trunk-1", "ext": "", "role": "customer",
+             "bridge": "b-1", "partner": "employee"},
+            {"channel": "PJSIP/101-2", "ext": "101", "role": "employee",
+             "bridge": "b-1", "partner": "customer"}]
     return ids
 
 

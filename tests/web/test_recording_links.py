@@ -65,7 +65,8 @@ async def test_stored_link_cannot_drive_anything_else(env: Env, client: httpx.As
     """What a stored link holds (the call id and its signature), tried as every credential."""
     await _recorded(env, "0abc123aaaaaaaaaaaaaa")
     env.ingest.channels["0abc123aaaaaaaaaaaaaa"] = [
-        {"channel": "PJSIP/101-00000001", "role": "employee", "ext": "101"}]
+        {"channel": "PJSIP/101-00000001", "role": "employee",
+         "bridge": "b-1", "partner": "customer", "ext": "101"}]
     env.ingest.live.append({"id": "0abc123aaaaaaaaaaaaaa"})
     link = _stored_link(env, "0abc123aaaaaaaaaaaaaa")
     sig = parse_qs(urlsplit(link).query)["sig"][0]
