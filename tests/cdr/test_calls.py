@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pinc.calls.channels import Office
+from pinc.calls.names import Office
 from pinc.calls.model import call_id_for
 from pinc.calls.replay import replay_files
 from pinc.cdr.calls import calls_from_rows

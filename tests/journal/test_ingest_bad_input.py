@@ -73,7 +73,7 @@ async def test_a_periodic_resync_closes_calls_whose_hangups_were_lost(config: Co
         async with trio.open_nursery() as nursery:
             await nursery.start(journal.run)
             await nursery.start(ingest.run)
-            await source.send.send(Connected("22.10.1", time.time()))
+            await source.send.send(Connected("22.10.1", time.time(), reconnect=False))
             await _until(lambda: ingest.resyncs >= 1)  # the login's: nothing up, nothing ends
             for name in ("Newchannel", "QueueCallerJoin"):
                 msg = event(name, Uniqueid="1700000000.1", Linkedid="1700000000.1", **fields)
