@@ -18,8 +18,14 @@ if (!is_file('config.inc.php') || !is_file('vtlib/Vtiger/Module.php')) {
     fwrite(STDERR, "run this from vtiger's folder: php modules/Pinc/uninstall.php\n");
     exit(2);
 }
+// What vtiger's own entry points load (vtigercron.php): vtlib's delete needs the runtime.
 require_once 'config.inc.php';
+if (is_file('vendor/autoload.php')) {
+    require_once 'vendor/autoload.php';
+}
 require_once 'include/utils/utils.php';
+require_once 'includes/Loader.php';
+vimport('includes.runtime.EntryPoint');
 require_once 'vtlib/Vtiger/Module.php';
 
 $module = Vtiger_Module::getInstance('Pinc');

@@ -1,0 +1,121 @@
+"""pinc's vtiger module through Module Manager into the real vtiger 8.2 and SalesPlatform 7.2.
+
+Over HTTP exactly as an administrator's browser does it (tests/lab/crmweb.py): the zip
+that packaging/vtiger/build.py makes is uploaded and imported, updated, switched off and
+on; the uninstall script removes it. What vtlib registered is read from the CRM's database.
+The Settings page shows the connector's state from pinc's /ping: unreachable while no pinc
+runs, OK with pinc on the office.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+from tests.lab.crmweb import CrmWeb
+from tests.lab.lab import ROOT, Crm, Office, PincRun, lab_dir, office_config
+
+STATUS_PAGE = "/index.php?module=Pinc&parent=Settings&view=Status"
+
+
+def build_zip(tmp: Path) -> Path:
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "packaging" / "vtiger" / "build.py"), "--out", str(tmp)],
+        capture_output=True, text=True, check=True, timeout=60,
+    )
+    return Path(done.stdout.strip())
+
+
+def pinc_port(crm: Crm) -> int:
+    """Where the CRM's PBXManager expects pinc (its App URL, PINC_LISTEN_URL in lab.env)."""
+    return urlsplit(crm.env["PINC_LISTEN_URL"]).port or 80
+
+
+def admin_password(crm: Crm) -> str:
+    return crm.env["VTIGER_ADMIN_PASSWORD" if crm.kind == "vtiger" else "SP_ADMIN_PASSWORD"]
+
+
+def uninstall(crm: Crm) -> str:
+    """``php modules/Pinc/uninstall.php`` in the CRM's folder, with the CRM's own PHP."""
+    lab = lab_dir()
+    assert lab is not None
+    home = lab / crm.kind
+    php = crm.env.get("SP_PHP", "php") if crm.kind == "salesplatform" else "php"
+    done = subprocess.run([php, "-c", str(home / "php.ini"), "modules/Pinc/uninstall.php"],
+                          cwd=home / "www", capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+def registered(crm: Crm) -> dict[str, int]:
+    """What vtlib holds of the module: its tab, header script, Settings entry, table."""
+    return {
+        "tab": len(crm.sql("SELECT tabid FROM vtiger_tab WHERE name = 'Pinc' AND presence = 0")),
+        "script": len(crm.sql(
+            "SELECT linkid FROM vtiger_links WHERE tabid = 0 AND linktype = 'HEADERSCRIPT'"
+            " AND linkurl LIKE 'modules/Pinc/resources/pinc.js%'")),
+        "settings": len(crm.sql(
+            "SELECT fieldid FROM vtiger_settings_field WHERE name = 'LBL_PINC_CONNECTOR'")),
+        "table": len(crm.sql("SHOW TABLES LIKE 'vtiger_pinc_settings'")),
+    }
+
+
+@pytest.fixture(params=["vtiger", "salesplatform"])
+def crm(request: pytest.FixtureRequest) -> Crm:
+    found: Crm = request.getfixturevalue(request.param)
+    return found
+
+
+def test_module_manager_imports_updates_switches_and_uninstalls(crm: Crm, tmp_path: Path) -> None:
+    zip_path = build_zip(tmp_path)
+    if registered(crm)["tab"]:
+        uninstall(crm)
+    assert registered(crm) == {"tab": 0, "script": 0, "settings": 0, "table": 0}
+    with CrmWeb(crm.url) as web:
+        web.login(crm.admin_user, admin_password(crm))
+        first = web.import_module(zip_path)
+        assert first["result"]["importModuleName"] == "Pinc" and first["updated"] is False
+        assert registered(crm) == {"tab": 1, "script": 1, "settings": 1, "table": 1}
+        assert "modules/Pinc/resources/pinc.js" in web.page("/index.php")
+        again = web.import_module(zip_path)  # the same zip over it: Module Manager's Update
+        assert again["updated"] is True
+        assert registered(crm) == {"tab": 1, "script": 1, "settings": 1, "table": 1}
+        web.set_module_enabled("Pinc", False)  # vtlib fires module.disabled
+        assert registered(crm)["script"] == 0 and registered(crm)["settings"] == 0
+        assert "modules/Pinc/resources/pinc.js" not in web.page("/index.php")
+        web.set_module_enabled("Pinc", True)
+        assert registered(crm)["script"] == 1 and registered(crm)["settings"] == 1
+    assert "module Pinc deleted" in uninstall(crm)
+    assert registered(crm) == {"tab": 0, "script": 0, "settings": 0, "table": 0}
+    with CrmWeb(crm.url) as web:  # installed again, for the tests that follow
+        web.login(crm.admin_user, admin_password(crm))
+        assert web.import_module(zip_path)["updated"] is False
+    assert registered(crm) == {"tab": 1, "script": 1, "settings": 1, "table": 1}
+
+
+def test_settings_page_shows_the_connector_state(
+    crm: Crm, pjsip_office: Office, tmp_path: Path
+) -> None:
+    zip_path = build_zip(tmp_path)
+    with CrmWeb(crm.url) as web:
+        web.login(crm.admin_user, admin_password(crm))
+        web.import_module(zip_path)
+        down = web.page(STATUS_PAGE)
+        assert 'id="pinc-status-page"' in down
+        assert 'data-pinc-problem="unreachable"' in down  # no pinc on the App URL's port
+        config = office_config(
+            pjsip_office, tmp_path, web={"listen": f"127.0.0.1:{pinc_port(crm)}"},
+            crm={"profile": crm.kind, "url": crm.url, "secret": crm.secret,
+                 "timezone": crm.default_timezone})
+        run = PincRun(config, tmp_path / "pinc").start()
+        try:
+            up = web.page(STATUS_PAGE)
+        finally:
+            assert run.stop() == 0, run.log()[-3000:]
+        assert 'data-pinc-state="ok"' in up, up[up.find("pinc-status-page"):][:3000]
+        assert "22.10.1" in up  # Asterisk's version, as pinc saw it over AMI
+        assert crm.secret not in up

@@ -1,0 +1,169 @@
+"""pinc's vtiger module live, in Chromium, in the real vtiger 8.2 on a PJSIP office.
+
+1. manager1 (extension 101) signs in to vtiger;
+2. an outside call from Anna's number (+79161234567) rings phone 101 (sipp);
+3. the card shows "Anna Customer" and turns to talking when 101 answers;
+4. Transfer to 102 from the card: Asterisk bridges the caller with 102;
+5. the call's row in vtiger ends owned by manager2.
+
+Screenshots go to tests/artifacts/module_popup_*.png. Needs PINC_LAB with the PJSIP office
+and vtiger up; skips cleanly otherwise (see tests/lab/README.md).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.lab import amiquery
+from tests.lab.crmweb import CrmWeb
+from tests.lab.lab import Crm, Office, PincRun, office_config
+from tests.lab.sipphones import DIRECT, SipPhones
+from tests.lab.test_module_import import build_zip, pinc_port
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update"]
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
+ANNA = "+79161234567"
+
+pytestmark = pytest.mark.browser
+
+
+def _need_browser() -> None:
+    if not os.path.exists(CHROMIUM) and not shutil.which("chromium"):
+        pytest.skip("Chromium is missing")
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        pytest.skip("Playwright is not installed")
+
+
+def crm_config(crm: Crm) -> dict[str, Any]:
+    return {
+        "profile": crm.kind,
+        "url": crm.url,
+        "secret": crm.secret,
+        "username": crm.admin_user,
+        "access_key": crm.admin_access_key,
+        "timezone": crm.default_timezone,
+    }
+
+
+@pytest.fixture
+def pinc_for(tmp_path: Path) -> Iterator[Any]:
+    """``pinc run`` on the port the CRM's PBXManager calls, for an office and a CRM."""
+    runs: list[PincRun] = []
+
+    def start(office: Office, crm: Crm) -> PincRun:
+        config = office_config(office, tmp_path, web={"listen": f"127.0.0.1:{pinc_port(crm)}"},
+                               crm=crm_config(crm))
+        run = PincRun(config, tmp_path / f"pinc-{crm.kind}").start()
+        runs.append(run)
+        return run
+
+    yield start
+    for run in runs:
+        code = run.stop()
+        assert code == 0, run.log()[-3000:]
+
+
+def sign_in(page: Any, crm: Crm, user: str) -> None:
+    page.goto(f"{crm.url}/index.php")
+    page.fill("#username", user)
+    page.fill("#password", crm.env.get("VTIGER_MANAGER1_PASSWORD")
+              or crm.env.get("SP_MANAGER1_PASSWORD") or "Manager@12345")
+    page.locator("#username").press("Enter")
+    page.wait_for_function("window.PincCard && window.PincCard.mode === 'socket'",
+                           timeout=30_000)
+
+
+def crm_row(crm: Crm, call_id: str) -> list[dict[str, str]]:
+    return crm.sql(
+        "SELECT p.pbxmanagerid, p.direction, p.callstatus, p.customernumber, p.user,"
+        " c.smownerid, u.user_name AS owner FROM vtiger_pbxmanager p"
+        " JOIN vtiger_crmentity c ON c.crmid = p.pbxmanagerid AND c.deleted = 0"
+        " LEFT JOIN vtiger_users u ON u.id = c.smownerid"
+        f" WHERE p.sourceuuid = '{call_id}'"
+    )
+
+
+def wait_for(what: str, check: Any, timeout: float) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.5)
+
+
+def test_card_rings_shows_anna_and_transfers_to_manager2(
+    pjsip_office: Office, vtiger: Crm, pinc_for: Any, tmp_path: Path
+) -> None:
+    _need_browser()
+    from playwright.sync_api import expect, sync_playwright
+
+    with CrmWeb(vtiger.url) as web:  # the module as an administrator imports it
+        web.login(vtiger.admin_user, vtiger.env["VTIGER_ADMIN_PASSWORD"])
+        web.import_module(build_zip(tmp_path))
+    run = pinc_for(pjsip_office, vtiger)
+    phones = SipPhones(pjsip_office, tmp_path / "sipp")
+    ARTIFACTS.mkdir(exist_ok=True)
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+            page = browser.new_page(viewport={"width": 1280, "height": 800})
+            errors: list[str] = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            # 1. manager1 signs in; the card's socket connects to pinc with a module ticket.
+            sign_in(page, vtiger, "manager1")
+            # 2. Anna calls 101's direct number; 101 rings 4 s, then answers.
+            phones.phone("101", ring_ms=4000)
+            phones.phone("102", ring_ms=2000)
+            caller = phones.call(ANNA, DIRECT + "01", talk_ms=25_000)
+            card = page.locator("#pinc-cards .pinc-card")
+            expect(card).to_have_attribute("data-state", "ringing", timeout=15_000)
+            expect(card.locator(".pinc-peer")).to_have_text(ANNA)
+            # 3. The CRM's own lookup names the caller.
+            expect(card.locator(".pinc-name")).to_have_text("Anna Customer", timeout=10_000)
+            page.screenshot(path=str(ARTIFACTS / "module_popup_1_ringing.png"))
+            expect(card).to_have_attribute("data-state", "talking", timeout=15_000)
+            expect(card.locator(".pinc-owner")).to_contain_text("(101)")
+            call_id = card.get_attribute("data-call-id")
+            assert call_id
+            page.screenshot(path=str(ARTIFACTS / "module_popup_2_talking.png"))
+            # 4. Transfer to manager2 (102), blind, from the card.
+            card.locator(".pinc-colleague").select_option("102")
+            with page.expect_response(lambda r: "action=Transfer" in r.url) as answer:
+                card.locator(".pinc-do-transfer").click()
+            assert answer.value.json()["result"] == {
+                "ok": True, "call": call_id, "to": "102", "mode": "blind"}
+            page.screenshot(path=str(ARTIFACTS / "module_popup_3_transferred.png"))
+            # Asterisk itself: the caller's channel is now bridged with phone 102.
+            bridged = wait_for("the caller bridged with 102",
+                               lambda: amiquery.bridged_with(pjsip_office, "PJSIP/trunk-"), 20)
+            assert any(ch.startswith("PJSIP/102-") for ch in bridged), bridged
+            # 101 is out of the call: its card goes.
+            expect(page.locator(f'.pinc-card[data-call-id="{call_id}"]')).to_have_count(
+                0, timeout=15_000)
+            page.screenshot(path=str(ARTIFACTS / "module_popup_4_after.png"))
+            assert errors == []
+            browser.close()
+        caller.wait(60)
+        # 5. The call ends; its row in vtiger is owned by manager2.
+        rows = wait_for("the call's row owned by manager2", lambda: [
+            r for r in crm_row(vtiger, call_id) if r["owner"] == "manager2"], 60)
+        assert rows[0]["direction"] == "inbound"
+        (journal,) = [c for c in run.calls() if c["id"] == call_id]
+        assert journal["answered_by"] == "102"
+        assert [t["kind"] for t in journal["transfers"]] == ["crm"]
+    finally:
+        phones.stop()
