@@ -16,8 +16,9 @@ from trio_websocket import open_websocket_url
 
 async def main(port: int, token: str, seconds: float) -> int:
     with trio.move_on_after(seconds):
-        url = f"ws://127.0.0.1:{port}/ws?token={token}"
-        async with open_websocket_url(url) as ws:
+        url = f"ws://127.0.0.1:{port}/ws"  # the token goes in a header, never in a URL
+        headers = [(b"Authorization", f"Bearer {token}".encode())]
+        async with open_websocket_url(url, extra_headers=headers) as ws:
             while True:
                 message = json.loads(await ws.get_message())
                 kind = str(message.get("type", ""))

@@ -366,7 +366,9 @@ async def ws_client(port: int, counts: dict[str, int], ready: trio.Event,
 
     try:
         # the snapshot of 2,000 live calls is over trio-websocket's default 1 MiB limit
-        async with open_websocket_url(f"ws://127.0.0.1:{port}/ws?token={TOKEN}",
+        async with open_websocket_url(f"ws://127.0.0.1:{port}/ws",
+                                      extra_headers=[(b"Authorization",
+                                                      f"Bearer {TOKEN}".encode())],
                                       max_message_size=64 * 1024 * 1024) as ws:
             first = json.loads(await ws.get_message())
             counts["snapshots"] += 1

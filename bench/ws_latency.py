@@ -108,7 +108,7 @@ async def client_mode(port: int, clients: int) -> None:
         stream = await trio.open_tcp_stream("127.0.0.1", port)
         key = base64.b64encode(os.urandom(16)).decode()
         await stream.send_all(
-            f"GET /ws?token={TOKEN} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+            f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {TOKEN}\r\n"
             f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
             "Sec-WebSocket-Version: 13\r\n\r\n".encode()
         )
@@ -250,8 +250,10 @@ async def main(
 
             async def ws_client(k: int) -> None:
                 counts: Counter[tuple[str, str]] = Counter()
-                url = f"ws://127.0.0.1:{port}/ws?token={TOKEN}"
-                async with open_websocket_url(url, message_queue_size=4096) as ws:
+                url = f"ws://127.0.0.1:{port}/ws"
+                auth = [(b"Authorization", f"Bearer {TOKEN}".encode())]
+                async with open_websocket_url(url, message_queue_size=4096,
+                                              extra_headers=auth) as ws:
                     await ws.get_message()  # snapshot
                     ready.release()
                     while not done.is_set():

@@ -74,6 +74,7 @@ class WebConfig:
     ws_queue: int = 256  # per websocket client; a client that falls this far behind is dropped
     metrics_public: bool = False  # /metrics without a token from any address
     max_body: int = 65_536
+    session_hours: float = 12.0  # a dashboard sign-in lasts this long (or until sign-out)
 
 
 @dataclass(frozen=True)
@@ -101,6 +102,7 @@ class CrmConfig:
     retry_min: float = 1.0
     retry_max: float = 300.0
     dead_letter_hours: float = 72.0
+    allow_from: tuple[str, ...] = ()  # who may send crm.secret; empty: loopback + url's host
 
 
 @dataclass(frozen=True)
@@ -246,6 +248,8 @@ def _validate(where: str, section: str, key: str, value: Any) -> None:
             re.compile(value)
         except re.error as exc:
             raise ConfigError(f"{where}: {section}.{key} is not a valid regex: {exc}") from None
+    if (section, key) == ("crm", "allow_from"):
+        _check_allow_from(where, value)
     if key in ("url", "public_url") and value and not re.match(r"^https?://[^\s/]+", value):
         raise ConfigError(f"{where}: {section}.{key} must be an http(s):// URL, got {value!r}")
     if key == "timezone" and value:
@@ -258,6 +262,20 @@ def _validate(where: str, section: str, key: str, value: Any) -> None:
                 f"{where}: {section}.{key} must be an IANA time zone such as Europe/Moscow, "
                 f"got {value!r}"
             ) from None
+
+
+def _check_allow_from(where: str, entries: tuple[str, ...]) -> None:
+    import ipaddress
+
+    for entry in entries:
+        try:
+            ipaddress.ip_network(entry.strip(), strict=False)
+        except ValueError:
+            if not re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,252})", entry.strip()):
+                raise ConfigError(
+                    f"{where}: crm.allow_from entries are IP addresses, networks "
+                    f"(10.0.0.0/24) or host names, got {entry!r}"
+                ) from None
 
 
 def parse_listen(value: str, *, where: str = "listen") -> tuple[str, int]:

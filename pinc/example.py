@@ -78,13 +78,15 @@ KEY_HELP: dict[tuple[str, str], str] = {
     ("web", "listen"): "host:port of the HTTP server; vtiger and browsers must reach it.",
     ("web", "public_url"): "How vtiger and browsers reach pinc (recording links, the "
     "PBXManager app URL), e.g. http://pbx.example:8099. Empty: derived from listen.",
-    ("web", "token"): "Bearer token for /api, /ws and the dashboard. Empty: generated at "
-    "first start.",
+    ("web", "token"): "Bearer token for /api, /ws, /metrics and the dashboard's sign-in "
+    "(at least 16 characters). Empty: generated at each start (and logged nowhere).",
     ("web", "ws_queue"): "Messages buffered per websocket client; a client this far behind "
     "is told and dropped.",
     ("web", "metrics_public"): "Serve /metrics without a token to any address "
-    "(otherwise: token, or from loopback).",
+    "(otherwise the bearer token is required, from loopback too).",
     ("web", "max_body"): "Largest request body accepted, in bytes.",
+    ("web", "session_hours"): "Hours a dashboard sign-in lasts (until sign-out at most). "
+    "Sessions live in pinc's memory: a restart signs everyone out.",
     ("agi", "listen"): "host:port of the FastAGI server; keep it on loopback on the PBX.",
     ("agi", "session_timeout"): "Seconds a whole AGI session may take (the dialplan waits).",
     ("agi", "read_timeout"): "Seconds to wait for each line from Asterisk.",
@@ -108,6 +110,10 @@ KEY_HELP: dict[tuple[str, str], str] = {
     ("crm", "retry_max"): "Longest retry delay in seconds.",
     ("crm", "dead_letter_hours"): "A callback still failing after this many hours is dead "
     "(see `pinc outbox list --dead`).",
+    ("crm", "allow_from"): "Addresses that may send crm.secret (click-to-call, /transfer, "
+    "/responsible, SalesPlatform's ListenRecord, the module's /ping): IPs, networks "
+    '("10.0.0.0/24") or host names. Empty: loopback plus the addresses of url\'s host. '
+    "The secret from anywhere else, through a proxy or from a browser is refused.",
     ("routing", "deadline"): "Seconds a responsible-manager lookup may take before the "
     "dialplan goes on without an answer.",
     ("routing", "cache_ttl"): "Seconds a found manager is cached.",

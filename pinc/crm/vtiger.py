@@ -19,11 +19,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import parse_qs, quote
 from zoneinfo import ZoneInfo
 
 from pinc.calls.model import CallChange
 from pinc.config import Config, CrmConfig, RoutingConfig
+from pinc.web import tickets
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +32,9 @@ CALLBACK_PATH = "/modules/PBXManager/callbacks/PBXManager.php"
 SPAGI_PATH = "/modules/PBXManager/callbacks/SPAgi.php"
 RECORDING_URL_MAX = 200  # vtiger_pbxmanager.recordingurl is varchar(200)
 EMPTY_WAV_BYTES = 44  # MixMonitor's header-only file for a call nobody answered
-# Placeholder the delivery worker fills with crm.secret at send time: the outbox never
-# holds the secret, but stock vtiger opens the link in the browser with no auth of its own.
+# pinc 0.1.0 queued recording links ending in this placeholder and filled in crm.secret at
+# send time, so every stored link held the master secret. Rows it left in an outbox are
+# sent with the signed link instead (form_params); nothing fills the placeholder any more.
 SECRET_SUFFIX = "&secret="
 
 NORMAL = "Normal Clearing"
@@ -102,21 +104,25 @@ def channel_suffix(call_id: str) -> str:
 
 
 def recording_link(config: Config, call_id: str) -> str | None:
-    """pinc's /recording URL for a call, or None when it cannot fit vtiger's column."""
+    """The permanent link pinc stores in the CRM's call row, or None when it cannot be made.
+
+    ``<public_url>/recording?id=<call id>&sig=<signature>``: signed for that one call
+    (pinc.web.tickets, purpose ``recording``), with no secret in it. Stock vtiger shows it
+    to the browser and plays it months later, so it does not expire; rotating
+    ``crm.secret`` revokes every stored link at once. SalesPlatform's ListenRecord fetches
+    it server-side and appends ``&secret=``, which pinc accepts only from the CRM's
+    addresses (docs/security.md). None without ``web.public_url`` or ``crm.secret``, or
+    when the link would not fit vtiger's column.
+    """
     base = config.web.public_url.rstrip("/")
-    if not base:
+    if not base or not config.crm.secret:
         return None
-    link = f"{base}/recording?id={quote(call_id, safe='')}"
-    if config.crm.profile == "vtiger":
-        # stock vtiger hands the link to the browser as is: it must carry the secret
-        link += SECRET_SUFFIX
-        if len(link) + len(quote(config.crm.secret, safe="")) > RECORDING_URL_MAX:
-            return None
-    elif len(link) + len(SECRET_SUFFIX) + len(quote(config.crm.secret, safe="")) > (
-        RECORDING_URL_MAX
-    ):
+    try:
+        sig = tickets.signature(config.crm.secret, tickets.RECORDING, call_id)
+    except ValueError:  # not a call id a ticket can name
         return None
-    return link
+    link = f"{base}/recording?id={quote(call_id, safe='')}&sig={sig}"
+    return link if len(link) <= RECORDING_URL_MAX else None
 
 
 def recording_exists(config: Config, relative: object) -> bool:
@@ -408,16 +414,34 @@ def plan_callbacks(
 
 
 def form_params(kind: str, payload: Mapping[str, Any], crm: CrmConfig) -> dict[str, str]:
-    """An outbox row's payload as the form vtiger receives: signature and secret added."""
+    """An outbox row's payload as the form vtiger receives: the signature added."""
     params = {"vtigersignature": crm.secret, "callstatus": kind}
     for key, value in payload.items():
         if key.startswith("_"):
             continue
         text = str(value)
-        if key == "recordinglink" and text.endswith(SECRET_SUFFIX):
-            text += quote(crm.secret, safe="")
+        if key == "recordinglink":
+            text = _signed_legacy_link(text, crm)
         params[key] = text
     return params
+
+
+def _signed_legacy_link(link: str, crm: CrmConfig) -> str:
+    """A recording link queued by pinc 0.1.0 (``/recording?id=X`` with or without the
+    ``&secret=`` placeholder), made the signed link; any other link is left as it is."""
+    head, sep, query = link.partition("/recording?")
+    if not sep or "sig=" in query:
+        return link
+    if query.endswith(SECRET_SUFFIX):
+        query = query[: -len(SECRET_SUFFIX)]
+    ids = parse_qs(query).get("id")
+    if not ids or not crm.secret:
+        return f"{head}/recording?{query}"
+    try:
+        sig = tickets.signature(crm.secret, tickets.RECORDING, ids[0])
+    except ValueError:
+        return f"{head}/recording?{query}"
+    return f"{head}/recording?{query}&sig={sig}"
 
 
 # --- the journal batch hook ----------------------------------------------------------

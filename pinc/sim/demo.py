@@ -5,7 +5,8 @@ the recorded scenarios in ``pinc/sim/data`` over and over as fresh calls (fresh 
 channel names and bridges), each paced over its real duration divided by ``--speed``,
 a few at a time. The real application (:func:`pinc.app.serve`: journal, AMI client,
 ingest, CRM delivery, AGI, web) runs against it, with a built-in fake vtiger
-(:mod:`pinc.sim.fakevtiger`) as its CRM. The dashboard URL, with its token, is printed.
+(:mod:`pinc.sim.fakevtiger`) as its CRM. A one-time sign-in link to the dashboard is
+printed (not the token: that goes in a header or the sign-in form, never in a URL).
 """
 
 from __future__ import annotations
@@ -121,6 +122,16 @@ def _port_of(handle: Any, name: str) -> int:
     return int(value or 0)
 
 
+def _signin_code(handle: Any) -> str:
+    """A one-time sign-in code from the web server's sessions (pinc.web.sessions)."""
+    from pinc.web.sessions import Sessions
+
+    sessions = handle.services.extras.get("web_sessions")
+    if not isinstance(sessions, Sessions):
+        raise RuntimeError("the web server did not publish its sessions")
+    return sessions.signin_code()
+
+
 def _feed_of(handle: Any) -> Any:
     services = getattr(handle, "services", None)
     return getattr(services, "feed", None) if services is not None else None
@@ -170,7 +181,7 @@ async def run_demo(options: DemoOptions, *, task_status: Any = trio.TASK_STATUS_
             )
             app = await nursery.start(serve, config)
             web_port = _port_of(app, "web_port") or options.port
-            url = f"http://127.0.0.1:{web_port}/?token={token}"
+            url = f"http://127.0.0.1:{web_port}/signin/{_signin_code(app)}"
             handle = DemoHandle(
                 web_port=web_port,
                 sink_port=sink_port,
@@ -260,7 +271,10 @@ pinc demo: a simulated Asterisk plays {scenarios} recorded call scenarios as fre
 {o.concurrency} at a time, at {o.speed:g}x speed ({limit}).
 
   Dashboard (live calls):  {h.dashboard_url}
+                           (a one-time sign-in link for the next 15 minutes; after that
+                           open http://127.0.0.1:{h.web_port}/ and sign in with the token)
   What vtiger receives:    http://127.0.0.1:{h.sink_port}/
+  Token (sign-in, API):    {h.token}
   API:                     curl -H 'Authorization: Bearer {h.token}' \\
                                http://127.0.0.1:{h.web_port}/api/calls
   Health:                  http://127.0.0.1:{h.web_port}/ping

@@ -12,7 +12,7 @@ import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from quart import Response, current_app, jsonify, request
@@ -21,6 +21,8 @@ from werkzeug.exceptions import HTTPException
 
 from pinc import __version__, metrics
 from pinc.services import Services
+from pinc.web.access import LOOPBACK, CrmPeers, literal_peers
+from pinc.web.sessions import Sessions
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +35,9 @@ class WebState:
     spawn: Spawn
     token: str  # web.token, or one generated for this run when it is empty
     started: float
+    # Who may present crm.secret (pinc.web.access); WebServer resolves crm.allow_from.
+    crm_peers: CrmPeers = field(default_factory=lambda: CrmPeers(LOOPBACK, "loopback"))
+    sessions: Sessions = field(default_factory=lambda: Sessions(12 * 3600.0))
 
     @property
     def master(self) -> str:
@@ -78,7 +83,16 @@ def create_app(services: Services | None, *, spawn: Spawn | None = None) -> Quar
                 "web.token is not set: generated one for this run (services.extras['web_token']);"
                 " set web.token to keep API access across restarts"
             )
-        app.extensions["pinc"] = WebState(services, spawn or _no_spawn, token, time.time())
+        crm = services.config.crm
+        # In extras, so `pinc demo` (same process) can mint a one-time sign-in link.
+        sessions = services.extras.get("web_sessions")
+        if not isinstance(sessions, Sessions):
+            sessions = Sessions(services.config.web.session_hours * 3600.0)
+            services.extras["web_sessions"] = sessions
+        app.extensions["pinc"] = WebState(
+            services, spawn or _no_spawn, token, time.time(),
+            literal_peers(crm.allow_from, crm.url), sessions,
+        )
 
     app.register_blueprint(routes_pages.blueprint)
     app.register_blueprint(routes_vtiger.blueprint)

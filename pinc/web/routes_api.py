@@ -19,7 +19,7 @@ from pinc.calls.model import DIRECTIONS, FINAL_STATUSES, LIVE_STATUSES
 from pinc.journal import queries
 from pinc.web import actions, validate
 from pinc.web.app import api_error, state
-from pinc.web.auth import has_token, refused
+from pinc.web.auth import api_access, refused, why_refused
 from pinc.web.routes_vtiger import _recording_response, do_transfer
 
 log = logging.getLogger(__name__)
@@ -34,9 +34,11 @@ STATUSES = (*LIVE_STATUSES, *FINAL_STATUSES, "live", "ended")
 async def require_token() -> Response | None:
     if request.path == "/api/openapi.json":
         return None
-    if has_token(request, state().token):
+    st = state()
+    if api_access(request, st.token, st.sessions):
         return None
-    refused(request.path if request.url_rule is None else request.url_rule.rule, request, "token")
+    route = request.path if request.url_rule is None else request.url_rule.rule
+    refused(route, request, why_refused(request))
     response = api_error(401, "unauthorized", "a valid bearer token is required")
     response.headers["WWW-Authenticate"] = 'Bearer realm="pinc"'
     return response

@@ -11,8 +11,18 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from quart import Blueprint, Response, jsonify, request
 
 from pinc import __version__, metrics
-from pinc.web.app import state, text
-from pinc.web.auth import COOKIE, has_token, is_loopback, refused, same_secret
+from pinc.web.app import api_error, state, text
+from pinc.web.auth import (
+    COOKIE,
+    LEGACY_COOKIE,
+    api_access,
+    crm_secret_ok,
+    refused,
+    same_secret,
+    secret_of,
+    token_of,
+    why_refused,
+)
 
 log = logging.getLogger(__name__)
 blueprint = Blueprint("pages", __name__)
@@ -33,20 +43,54 @@ def _safe_status(fn: Any) -> dict[str, Any]:
         return {"error": True}
 
 
-@blueprint.route("/ping", methods=["GET"])
+def _overall(ami: dict[str, Any], journal: dict[str, Any], crm: dict[str, Any]) -> str:
+    """"ok", or "degraded" when pinc cannot do its job in full right now."""
+    crm_ok = crm.get("state") in ("ok", "disabled", None)
+    healthy = bool(ami.get("connected")) and bool(journal.get("ok")) and crm_ok
+    return "ok" if healthy else "degraded"
+
+
+async def _ping_access() -> bool | Response:
+    """True for the details (the API token, or the CRM secret from the CRM's servers),
+    False for the bare status; a refusal when a credential was presented and failed."""
+    st = state()
+    params = {k: request.args[k] for k in request.args}
+    if request.method == "POST" and request.mimetype == "application/x-www-form-urlencoded":
+        form = await request.form
+        params.update({k: form[k] for k in form if k not in params})
+    given = secret_of(request, params)
+    if given is not None:
+        if crm_secret_ok("/ping", request, given, st.services.config.crm.secret, st.crm_peers):
+            return True
+        return api_error(403, "forbidden", "the secret is refused")
+    if api_access(request, st.token, st.sessions):
+        return True
+    if token_of(request) is None:
+        return False
+    refused("/ping", request, "wrong token")
+    return api_error(401, "unauthorized", "a valid bearer token is required")
+
+
+@blueprint.route("/ping", methods=["GET", "POST"])
 async def ping() -> Response:
     st = state()
     s = st.services
     ami = _safe_status(s.ami.status)
     journal = _safe_status(s.journal.status)
     crm = _safe_status(s.crm.status)
+    overall = _overall(ami, journal, crm)
+    access = await _ping_access()
+    if isinstance(access, Response):
+        return access
+    if not access:
+        return jsonify({"status": overall})
     try:
         live = s.ingest.live_count()
     except Exception:
         live = None
     started = s.started_at or st.started
     body = {
-        "status": "ok",
+        "status": overall,
         "version": __version__,
         "uptime": round(time.time() - started, 3),
         "ami": {
@@ -80,38 +124,39 @@ def _refresh_gauges() -> None:
 async def metrics_page() -> Response:
     st = state()
     public = st.services.config.web.metrics_public
-    if not (public or is_loopback(request.remote_addr) or has_token(request, st.token)):
-        refused("/metrics", request, "token")
-        return text("Unauthorized: a bearer token is required off the local host\n", 401)
+    # Loopback is no proof of anything: a reverse proxy on the same host is loopback too.
+    if not (public or api_access(request, st.token, st.sessions)):
+        refused("/metrics", request, why_refused(request))
+        return text("Unauthorized: a bearer token is required\n", 401)
     _refresh_gauges()
     return Response(generate_latest(metrics.REGISTRY), content_type=CONTENT_TYPE_LATEST)
 
 
-def _cookie_response(target: str) -> Response:
+def _signed_in(target: str) -> Response:
+    """Open a session and send the browser on, with its id in the cookie."""
+    st = state()
     response = Response("", status=303, headers={"Location": target})
     response.set_cookie(
         COOKIE,
-        state().token,
+        st.sessions.open(),
         httponly=True,
         samesite="Strict",
         path="/",
-        max_age=30 * 24 * 3600,
-        secure=request.scheme == "https",
+        max_age=int(st.services.config.web.session_hours * 3600),
+        secure=st.services.config.web.public_url.startswith("https:") or request.scheme == "https",
     )
+    response.delete_cookie(LEGACY_COOKIE, path="/")
     return response
 
 
 @blueprint.route("/", methods=["GET"])
 async def dashboard() -> Response:
     st = state()
-    query_token = request.args.get("token")
-    if query_token is not None:
-        # The token in the URL is accepted once: set the cookie, drop it from the address bar.
-        if same_secret(query_token, st.token):
-            return _cookie_response("/")
-        refused("/", request, "token")
+    if "token" in request.args:
+        # 0.1.0 signed in with /?token=: the token then sat in the browser's history.
+        refused("/", request, why_refused(request))
         return _page("login.html", 401)
-    if has_token(request, st.token):
+    if api_access(request, st.token, st.sessions):
         return _page("index.html", 200)
     return _page("login.html", 401)
 
@@ -120,15 +165,26 @@ async def dashboard() -> Response:
 async def login() -> Response:
     form = await request.form
     if same_secret(form.get("token"), state().token):
-        return _cookie_response("/")
+        return _signed_in("/")
     refused("/login", request, "token")
+    return _page("login.html", 401)
+
+
+@blueprint.route("/signin/<code>", methods=["GET"])
+async def signin(code: str) -> Response:
+    """A one-time sign-in link (``pinc demo`` prints one): consumed on first use."""
+    if state().sessions.redeem(code):
+        return _signed_in("/")
+    refused("/signin", request, "sign-in link unknown, used or expired")
     return _page("login.html", 401)
 
 
 @blueprint.route("/logout", methods=["POST"])
 async def logout() -> Response:
+    state().sessions.close(request.cookies.get(COOKIE))  # revoked on the server, not only here
     response = Response("", status=303, headers={"Location": "/"})
     response.delete_cookie(COOKIE, path="/")
+    response.delete_cookie(LEGACY_COOKIE, path="/")
     return response
 
 

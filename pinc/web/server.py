@@ -35,7 +35,8 @@ from hypercorn.utils import wrap_app
 from pinc.config import parse_listen
 from pinc.runtime.timeslice import give_way
 from pinc.services import Services
-from pinc.web.app import create_app
+from pinc.web.access import REFRESH_SECONDS, needs_dns, resolve_peers
+from pinc.web.app import WebState, create_app
 
 log = logging.getLogger(__name__)
 
@@ -145,6 +146,10 @@ class WebServer:
                 nursery.start_soon(fn)
 
             quart_app = create_app(self.services, spawn=spawn)
+            await self._resolve_crm_peers(quart_app.extensions["pinc"])
+            crm = self.services.config.crm
+            if needs_dns(crm.allow_from, crm.url):
+                nursery.start_soon(self._refresh_crm_peers, quart_app.extensions["pinc"])
             asgi: Any = _asgi(quart_app)
             app = wrap_app(asgi, config.wsgi_max_body_size, "asgi")
             lifespan = Lifespan(app, config, {})
@@ -158,6 +163,21 @@ class WebServer:
             log.info("web server listening on %s:%d", self.host, port)
             self.bound_port = port
             task_status.started(port)
+
+    async def _resolve_crm_peers(self, web: WebState, *, first: bool = True) -> None:
+        crm = self.services.config.crm
+        peers = await resolve_peers(crm.allow_from, crm.url)
+        if first or peers != web.crm_peers:
+            nets = ", ".join(map(str, peers.networks)) or "none"
+            log.info("crm.allow_from (%s): the CRM secret is accepted from %s",
+                     peers.described, nets)
+        web.crm_peers = peers
+
+    async def _refresh_crm_peers(self, web: WebState) -> None:
+        """Host names in crm.allow_from (or crm.url's) may move: resolve them again."""
+        while True:
+            await trio.sleep(REFRESH_SECONDS)
+            await self._resolve_crm_peers(web, first=False)
 
     async def _serve_connection(
         self, app: Any, config: HyperConfig, context: WorkerContext, stream: trio.SocketStream

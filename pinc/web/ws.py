@@ -32,7 +32,7 @@ from pinc.journal import queries
 from pinc.runtime.timeslice import give_way
 from pinc.web import actions, tickets, validate
 from pinc.web.app import state
-from pinc.web.auth import has_token, refused
+from pinc.web.auth import api_access, refused, why_refused
 
 log = logging.getLogger(__name__)
 blueprint = Blueprint("ws", __name__)
@@ -111,8 +111,8 @@ async def feed() -> Response | None:
             refused("/ws", websocket, "ticket: for another extension")
             return Response("a valid ticket is required\n", status=401, content_type="text/plain")
         ext = granted.subject
-    elif not has_token(websocket, st.token):
-        refused("/ws", websocket, "token")
+    elif not api_access(websocket, st.token, st.sessions):
+        refused("/ws", websocket, why_refused(websocket))
         return Response("a valid token is required\n", status=401, content_type="text/plain")
     if ext is not None:
         try:

@@ -12,6 +12,7 @@ from pinc.calls.model import CallChange
 from pinc.config import Config
 from pinc.crm.delivery import DeliveryWorker
 from pinc.crm.vtiger import make_outbox_hook
+from pinc.web import tickets
 from tests.crm.conftest import crm_config, wait_until
 from tests.crm.fakevtiger import FakeVtiger
 from tests.crm.minijournal import MiniJournal, rows
@@ -76,7 +77,9 @@ async def test_rows_as_vtiger_keeps_them(vtiger: FakeVtiger, journal: MiniJourna
     assert (a["customer"], a["customertype"], a["customernumber"]) == (2, "Contacts", "79161234567")
     assert (a["starttime"], a["endtime"]) == ("2026-11-24 00:42:06", "2026-11-24 00:42:48")
     assert (a["totalduration"], a["billduration"]) == (42, 35)
-    assert a["recordingurl"] == f"http://pbx.example:8099/recording?id=c1&secret={config.crm.secret}"
+    sig = tickets.signature(config.crm.secret, "recording", "c1")
+    assert a["recordingurl"] == f"http://pbx.example:8099/recording?id=c1&sig={sig}"
+    assert config.crm.secret not in a["recordingurl"]
 
     b = vtiger.row("c2")
     assert b is not None

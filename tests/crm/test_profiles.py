@@ -20,6 +20,7 @@ from pinc.crm.vtiger import (
     recording_exists,
     recording_link,
 )
+from pinc.web import tickets
 from tests.crm.conftest import crm_config, wait_until
 from tests.crm.fakevtiger import FakeVtiger
 from tests.crm.minijournal import MiniJournal, rows
@@ -53,14 +54,42 @@ def test_recording_rules(tmp_path: Path) -> None:
     assert not recording_exists(config, "empty.wav")
     assert not recording_exists(config, "../outside.wav")
     assert not recording_exists(config, "missing.wav")
-    assert recording_link(config, "c1") == "http://pbx.example:8099/recording?id=c1&secret="
-    long = replace(config, web={"public_url": "http://" + "p" * 190 + ".example"})
+    sig = tickets.signature(config.crm.secret, "recording", "c1")
+    link = f"http://pbx.example:8099/recording?id=c1&sig={sig}"
+    assert recording_link(config, "c1") == link
+    long = replace(config, web={"public_url": "http://" + "p" * 150 + ".example"})
     assert recording_link(long, "c1") is None  # would not fit vtiger's varchar(200)
     sp = replace(config, crm={"profile": "salesplatform"})
-    assert recording_link(sp, "c1") == "http://pbx.example:8099/recording?id=c1"
-    params = form_params("Record", {"recordinglink": recording_link(config, "c1")}, config.crm)
-    assert params["recordinglink"].endswith("&secret=pinc-lab-secret-42")
+    assert recording_link(sp, "c1") == link  # ListenRecord adds &secret= server-side
+    params = form_params("Record", {"recordinglink": link}, config.crm)
+    assert params["recordinglink"] == link
     assert params["vtigersignature"] == "pinc-lab-secret-42"
+
+
+def test_no_secret_in_any_recording_link(tmp_path: Path) -> None:
+    """0.1.0 sent ``/recording?id=c1&secret=<crm.secret>``: the master key in every row."""
+    config = crm_config(1, tmp_path)
+    for profile in ("vtiger", "salesplatform"):
+        cfg = replace(config, crm={"profile": profile})
+        link = recording_link(cfg, "0abc123")
+        assert link is not None
+        params = form_params("Record", {"recordinglink": link}, cfg.crm)
+        assert cfg.crm.secret not in params["recordinglink"]
+        assert "secret" not in params["recordinglink"]
+    assert recording_link(replace(config, crm={"secret": ""}), "c1") is None
+
+
+@pytest.mark.parametrize("queued", [
+    "http://pbx.example:8099/recording?id=c1&secret=",  # 0.1.0 vtiger profile
+    "http://pbx.example:8099/recording?id=c1",  # 0.1.0 salesplatform profile
+])
+def test_links_queued_by_0_1_0_are_sent_signed(tmp_path: Path, queued: str) -> None:
+    """An outbox row written before the upgrade must not leak the secret when it is sent."""
+    config = crm_config(1, tmp_path)
+    params = form_params("Record", {"recordinglink": queued}, config.crm)
+    assert params["recordinglink"] == recording_link(config, "c1")
+    other = form_params("Record", {"recordinglink": "http://x/rec.wav"}, config.crm)
+    assert other["recordinglink"] == "http://x/rec.wav"
 
 
 def test_outbound_startapp_carries_customer_in_caller_id_name(tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ from pinc.calls.replay import messages_of
 from pinc.calls.tracker import Tracker
 from pinc.config import Config, replace
 from pinc.crm.delivery import DeliveryWorker
-from pinc.crm.vtiger import crm_time, make_outbox_hook
+from pinc.crm.vtiger import crm_time, make_outbox_hook, recording_link
 from pinc.feed import FeedHub
 from pinc.journal.store import Journal
 from tests.crm.conftest import crm_config, wait_until
@@ -127,7 +127,7 @@ def vtiger_row_for(config: Config, call: dict[str, Any]) -> dict[str, Any]:
         "totalduration": call["duration"],
         "billduration": call["talk"],
         "recordingurl": (
-            f"{config.web.public_url}/recording?id={call['id']}&secret={config.crm.secret}"
+            recording_link(config, call["id"])
             if completed and call["recording"] else None
         ),
     }
@@ -184,7 +184,7 @@ async def test_replay_salesplatform_rows(nursery: trio.Nursery, tmp_path: Path,
         if call["status"] == "completed" and mine:
             assert row["callstatus"] == "completed"
             assert row["billduration"] == call["talk"]
-            assert row["recordingurl"] == f"{config.web.public_url}/recording?id={call['id']}"
+            assert row["recordingurl"] == recording_link(config, call["id"])
         else:
             assert row["recordingurl"] is None
             assert row["callstatus"] in ("no-answer", "busy", "completed")

@@ -90,7 +90,8 @@ async def test_run_journal_matches_replay(tmp_path: Path) -> None:
 async def subscribe(port: int, seen: list[dict[str, Any]], ready: trio.Event) -> None:
     from trio_websocket import ConnectionClosed, open_websocket_url
 
-    async with open_websocket_url(f"ws://127.0.0.1:{port}/ws?token={TOKEN}") as ws:
+    auth = [(b"Authorization", f"Bearer {TOKEN}".encode())]
+    async with open_websocket_url(f"ws://127.0.0.1:{port}/ws", extra_headers=auth) as ws:
         ready.set()
         try:
             while True:

@@ -93,4 +93,5 @@ async def test_pinc_run_delivers_every_scenario_to_vtiger(tmp_path: Path) -> Non
     linked = [r for r in vtiger.rows if r["recordingurl"]]
     assert len(linked) == sum(c["status"] == "completed" and bool(c["recording"])
                               for c in customer_calls) == 14
+    assert not [r for r in linked if CRM_SECRET in r["recordingurl"]]  # signed, no secret
     assert CRM_SECRET not in pinc.text()

@@ -33,10 +33,14 @@ async def test_demo_plays_calls_into_the_app_and_the_crm(tmp_path: Path) -> None
             async with httpx.AsyncClient(follow_redirects=True) as client:
                 ping = await client.get(f"{base}/ping")
                 assert ping.status_code == 200
-                page = await client.get(handle.dashboard_url)
-                assert page.status_code == 200
-            url = f"ws://127.0.0.1:{handle.web_port}/ws?token={handle.token}"
-            async with open_websocket_url(url) as ws:
+                page = await client.get(handle.dashboard_url)  # the one-time sign-in link
+                assert page.status_code == 200 and "pinc_session" in client.cookies
+            async with httpx.AsyncClient() as other:
+                again = await other.get(handle.dashboard_url)
+                assert again.status_code == 401  # consumed on first use
+            url = f"ws://127.0.0.1:{handle.web_port}/ws"
+            auth = [(b"Authorization", f"Bearer {handle.token}".encode())]
+            async with open_websocket_url(url, extra_headers=auth) as ws:
                 while True:
                     message = json.loads(await ws.get_message())
                     if str(message.get("type", "")).startswith("call."):
@@ -48,7 +52,8 @@ async def test_demo_plays_calls_into_the_app_and_the_crm(tmp_path: Path) -> None
     assert handle.sink.rejected == 0
     assert handle.sink.snapshot()["records"]
     text = out.getvalue()
-    assert f"token={handle.token}" in text and "What vtiger receives" in text
+    assert handle.dashboard_url in text and "What vtiger receives" in text
+    assert "token=" not in text  # no token in any URL it prints
     assert (tmp_path / "demo.db").exists()
 
 
@@ -76,7 +81,7 @@ def test_cli_demo_prints_the_dashboard_and_stops_cleanly_on_sigterm() -> None:
             if not line:
                 break
             seen.append(line)
-            m = re.search(r"http://127\.0\.0\.1:(\d+)/\?token=\S+", line)
+            m = re.search(r"http://127\.0\.0\.1:(\d+)/signin/\S+", line)
             if m:
                 port = int(m.group(1))
         assert port, "".join(seen)

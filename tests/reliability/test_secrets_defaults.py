@@ -114,7 +114,9 @@ async def test_no_secret_in_any_log(nursery: trio.Nursery, tmp_path: Path,
                 await wait_for(lambda: db_rows(
                     db, "SELECT COUNT(*) FROM outbox WHERE state='pending'")[0][0] == 0
                     and db_rows(db, "SELECT COUNT(*) FROM outbox")[0][0] > 0, poll=0.1)
-                bodies = [(await web.get("/ping")).text, (await web.get("/metrics")).text]
+                auth = {"Authorization": f"Bearer {TOKEN}"}
+                bodies = [(await web.get("/ping", headers=auth)).text,
+                          (await web.get("/metrics", headers=auth)).text]
         finally:
             root.handlers[:] = saved[0]
             root.setLevel(saved[1])

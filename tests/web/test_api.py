@@ -42,7 +42,8 @@ async def _many(env: Env, n: int) -> None:
 @pytest.mark.parametrize(
     "headers",
     [{}, {"Authorization": "Bearer nope"}, {"Authorization": "Basic " + TOKEN},
-     {"Authorization": "Bearer " + TOKEN[:-1]}, {"Cookie": "pinc_token=nope"}],
+     {"Authorization": "Bearer " + TOKEN[:-1]}, {"Cookie": "pinc_session=nope"},
+     {"Cookie": f"pinc_token={TOKEN}"}],  # 0.1.0's cookie held the token itself
 )
 async def test_api_needs_the_token(env: Env, client: httpx.AsyncClient, headers: dict) -> None:
     before = metrics.AUTH_FAILURES.labels(route="/api/calls")._value.get()
@@ -117,10 +118,12 @@ async def test_get_one_call_with_changes(env: Env, client: httpx.AsyncClient) ->
     _err(await client.delete("/api/calls/k1", headers=env.auth), 405)
 
 
-async def test_cookie_and_query_token(env: Env, client: httpx.AsyncClient) -> None:
-    r = await client.get("/api/calls", params={"token": TOKEN})
-    assert r.status_code == 200
-    r = await client.get("/api/calls", headers={"Cookie": f"pinc_token={TOKEN}"})
+async def test_no_token_in_a_query_string(env: Env, client: httpx.AsyncClient) -> None:
+    """0.1.0 took ``?token=`` on every route: it landed in histories and proxy logs."""
+    for path in ("/api/calls", "/api/live", "/metrics", "/"):
+        r = await client.get(path, params={"token": TOKEN})
+        assert r.status_code == 401, path
+    r = await client.get("/api/calls", headers=env.auth)
     assert r.status_code == 200
 
 

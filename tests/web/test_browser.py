@@ -131,7 +131,9 @@ async def test_dashboard_shows_a_call_appear_and_end(
                 page = browser.new_page(viewport={"width": 1280, "height": 860})
                 errors: list[str] = []
                 page.on("pageerror", lambda e: errors.append(str(e)))
-                page.goto(f"{base}/?token={TOKEN}")  # sets the cookie, redirects to /
+                page.goto(f"{base}/")  # the sign-in form: POST /login opens a session
+                page.fill("#token", TOKEN)
+                page.click("button[type=submit]")
                 assert "token" not in page.url
                 expect(page.locator("#chip-feed")).to_have_class("chip ok", timeout=10_000)
                 expect(page.locator("#recent tbody tr")).to_have_count(len(HISTORY), timeout=10_000)

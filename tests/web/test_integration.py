@@ -15,13 +15,15 @@ from trio_websocket import open_websocket_url
 
 from tests.web.harness import SECRET, TOKEN, make_config, start_pipeline, transcript
 
+AUTH = [(b"Authorization", f"Bearer {TOKEN}".encode())]
+
 
 async def test_replayed_call_streams_from_ringing_to_ended(
     nursery: trio.Nursery, tmp_path: Path
 ) -> None:
     env, ami = await start_pipeline(nursery, tmp_path)
     with trio.fail_after(30):
-        async with open_websocket_url(f"ws://127.0.0.1:{env.port}/ws?token={TOKEN}") as ws:
+        async with open_websocket_url(f"ws://127.0.0.1:{env.port}/ws", extra_headers=AUTH) as ws:
             snap = json.loads(await ws.get_message())
             assert snap == {"type": "snapshot", "calls": []}
             nursery.start_soon(ami.play, transcript("pjsip_inbound_answered"))
@@ -43,7 +45,7 @@ async def test_replayed_call_streams_from_ringing_to_ended(
         r = await client.get(f"/api/calls/{call['id']}", headers=env.auth)
         assert r.json()["status"] == "completed"
         assert [c["type"] for c in r.json()["changes"]] == kinds
-        r = await client.get("/ping")
+        r = await client.get("/ping", headers=env.auth)
         assert r.json()["live_calls"] == 0
 
 
@@ -53,9 +55,9 @@ async def test_ws_ext_filter_on_a_replayed_queue_call(
     env, ami = await start_pipeline(nursery, tmp_path)
     with trio.fail_after(30):
         async with open_websocket_url(
-            f"ws://127.0.0.1:{env.port}/ws?token={TOKEN}&ext=103"
+            f"ws://127.0.0.1:{env.port}/ws?ext=103", extra_headers=AUTH
         ) as ws103, open_websocket_url(
-            f"ws://127.0.0.1:{env.port}/ws?token={TOKEN}&ext=102"
+            f"ws://127.0.0.1:{env.port}/ws?ext=102", extra_headers=AUTH
         ) as ws102:
             await ws103.get_message()
             await ws102.get_message()

@@ -17,9 +17,11 @@ from pinc import metrics
 from pinc.calls.model import CallChange
 from tests.web.harness import TOKEN, Env, call_dict, change, make_config, start_env
 
+AUTH = [(b"Authorization", f"Bearer {TOKEN}".encode())]  # never ?token=: refused now
 
-def url(env: Env, query: str = f"token={TOKEN}") -> str:
-    return f"ws://127.0.0.1:{env.port}/ws?{query}"
+
+def url(env: Env, query: str = "") -> str:
+    return f"ws://127.0.0.1:{env.port}/ws" + (f"?{query}" if query else "")
 
 
 async def recv(ws: trio_websocket.WebSocketConnection) -> dict[str, Any]:
@@ -32,7 +34,7 @@ async def recv(ws: trio_websocket.WebSocketConnection) -> dict[str, Any]:
 async def test_snapshot_then_changes(env: Env) -> None:
     await env.put([change("call.started", call_dict("s1"))])
     with trio.fail_after(10):
-        async with open_websocket_url(url(env)) as ws:
+        async with open_websocket_url(url(env), extra_headers=AUTH) as ws:
             snap = await recv(ws)
             assert snap["type"] == "snapshot"
             assert [c["id"] for c in snap["calls"]] == ["s1"]
@@ -54,7 +56,7 @@ async def test_ext_filter(env: Env) -> None:
     await env.put([change("call.started", call_dict("a1", legs=[{"ext": "101"}])),
                    change("call.started", call_dict("b1", legs=[{"ext": "102"}]))])
     with trio.fail_after(10):
-        async with open_websocket_url(url(env, f"token={TOKEN}&ext=102")) as ws:
+        async with open_websocket_url(url(env, "ext=102"), extra_headers=AUTH) as ws:
             snap = await recv(ws)
             assert [c["id"] for c in snap["calls"]] == ["b1"]
             await env.put([
@@ -66,14 +68,16 @@ async def test_ext_filter(env: Env) -> None:
 
 
 @pytest.mark.parametrize(
-    ("query", "status"),
-    [("", 401), ("token=wrong", 401), (f"token={TOKEN}&ext=10%0A1", 400),
-     (f"token={TOKEN}&ext=PJSIP/101", 400)],
+    ("query", "token", "status"),
+    [("", None, 401), ("", "wrong", 401),
+     (f"token={TOKEN}", None, 401),  # 0.1.0 took the token in the URL: refused now
+     ("ext=10%0A1", TOKEN, 400), ("ext=PJSIP/101", TOKEN, 400)],
 )
-async def test_refused(env: Env, query: str, status: int) -> None:
+async def test_refused(env: Env, query: str, token: str | None, status: int) -> None:
     before = metrics.AUTH_FAILURES.labels(route="/ws")._value.get()
+    headers = [(b"Authorization", f"Bearer {token}".encode())] if token else []
     with trio.fail_after(10), pytest.raises(ConnectionRejected) as info:
-        async with open_websocket_url(url(env, query)):
+        async with open_websocket_url(url(env, query), extra_headers=headers):
             pass
     assert info.value.status_code == status
     if status == 401:
@@ -97,7 +101,7 @@ async def _small_buffer_client(
     await sock.connect(("127.0.0.1", port))
     stream = trio.SocketStream(sock)
     return await trio_websocket.wrap_client_stream(
-        nursery, stream, "127.0.0.1", resource, message_queue_size=1
+        nursery, stream, "127.0.0.1", resource, message_queue_size=1, extra_headers=AUTH
     )
 
 
@@ -109,8 +113,9 @@ async def test_slow_client_dropped_fast_client_gets_everything(
     total = 3000
     pad = "x" * 3000  # ~3 KB a message: ~9 MB in all, far more than socket buffers
     with trio.fail_after(60):
-        async with open_websocket_url(url(env), message_queue_size=64) as fast:
-            slow = await _small_buffer_client(nursery, env.port, f"/ws?token={TOKEN}")
+        async with open_websocket_url(url(env), message_queue_size=64,
+                                      extra_headers=AUTH) as fast:
+            slow = await _small_buffer_client(nursery, env.port, "/ws")
             assert (await recv(fast))["type"] == "snapshot"
             got: list[int] = []
             done = trio.Event()
@@ -147,7 +152,7 @@ async def test_client_that_stops_reading_is_cut_by_the_write_deadline(
     config = make_config(tmp_path, web={"ws_queue": 8})
     env = await start_env(nursery, tmp_path, config=config, write_timeout=0.3)
     with trio.fail_after(30):
-        stuck = await _small_buffer_client(nursery, env.port, f"/ws?token={TOKEN}")
+        stuck = await _small_buffer_client(nursery, env.port, "/ws")
         assert stuck is not None
         while env.feed.statistics()["subscribers"] < 1:  # noqa: ASYNC110 (polls state another task owns)
             await trio.sleep(0.01)
@@ -183,7 +188,7 @@ async def test_connecting_clients_share_one_snapshot(env: Env) -> None:
     sizes: list[int] = []
 
     async def connect() -> None:
-        async with open_websocket_url(url(env)) as ws:
+        async with open_websocket_url(url(env), extra_headers=AUTH) as ws:
             snap = await recv(ws)
             sizes.append(len(snap["calls"]))
 
@@ -196,7 +201,7 @@ async def test_connecting_clients_share_one_snapshot(env: Env) -> None:
     # After a change is published, the next client gets a fresh snapshot that holds it.
     await env.put([change("call.started", call_dict("k-new"))])
     with trio.fail_after(10):
-        async with open_websocket_url(url(env)) as ws:
+        async with open_websocket_url(url(env), extra_headers=AUTH) as ws:
             snap = await recv(ws)
     assert "k-new" in {c["id"] for c in snap["calls"]}
     assert counting.snapshots == 2
