@@ -5,11 +5,12 @@ The office (``start.sh --office pjsip``) knows phones 101..109 as static contact
 (``sipp.trunk_in``); a call to ``749512301XX`` goes straight to phone 1XX. Each phone here
 answers one call after ringing ``ring_ms`` and then waits for the PBX's BYE (or hangs up
 itself after ``talk_ms``); the caller sends one INVITE and hangs up ``talk_ms`` after the
-answer. No media is played: Asterisk bridges the calls all the same.
+answer. Both send a tone as RTP (G.711 u-law) once answered, so MixMonitor records audio.
 """
 
 from __future__ import annotations
 
+import math
 import shutil
 import subprocess
 from pathlib import Path
@@ -90,6 +91,7 @@ _PHONE = """<?xml version="1.0" encoding="ISO-8859-1" ?>
 
   ]]></send>
   <recv request="ACK" crlf="true"/>
+  <nop><action><exec rtp_stream="{audio},-1,0"/></action></nop>
   <recv request="BYE" timeout="{talk_ms}" ontimeout="hangup"/>
   <send><![CDATA[
 
@@ -157,6 +159,7 @@ _CALLER = """<?xml version="1.0" encoding="ISO-8859-1" ?>
       Content-Length: 0
 
   ]]></send>
+  <nop><action><exec rtp_stream="{audio},-1,0"/></action></nop>
   <recv request="BYE" timeout="{talk_ms}" ontimeout="hangup"/>
   <send><![CDATA[
 
@@ -188,6 +191,25 @@ _CALLER = """<?xml version="1.0" encoding="ISO-8859-1" ?>
   <timewait milliseconds="300"/>
 </scenario>
 """
+
+
+def ulaw(sample: int) -> int:
+    """One 16-bit linear sample as G.711 u-law."""
+    sign = 0x80 if sample < 0 else 0
+    magnitude = min(abs(sample), 32635) + 0x84
+    exponent = 7
+    while exponent > 0 and not magnitude & (0x4000 >> (7 - exponent)):
+        exponent -= 1
+    mantissa = (magnitude >> (exponent + 3)) & 0x0F
+    return ~(sign | (exponent << 4) | mantissa) & 0xFF
+
+
+def tone(path: Path, hertz: int) -> Path:
+    """One second of a sine tone, 8 kHz u-law, for sipp's rtp_stream."""
+    if not path.exists():
+        path.write_bytes(bytes(
+            ulaw(int(8000 * math.sin(2 * math.pi * hertz * i / 8000))) for i in range(8000)))
+    return path
 
 
 class SipPhones:
@@ -224,13 +246,15 @@ class SipPhones:
 
     def phone(self, ext: str, *, ring_ms: int, talk_ms: int = 600_000) -> subprocess.Popen[bytes]:
         """Phone ``ext`` answers its next call after ``ring_ms``; hangs up after ``talk_ms``."""
-        xml = _PHONE.format(user=ext, ring_ms=ring_ms, talk_ms=talk_ms, sdp=_SDP)
+        audio = tone(self.dir / "phone.ulaw", 425)
+        xml = _PHONE.format(user=ext, ring_ms=ring_ms, talk_ms=talk_ms, sdp=_SDP, audio=audio)
         return self._spawn(f"phone{ext}", xml, ["-p", str(self.phone_ports[ext])])
 
     def call(self, caller: str, did: str, *, talk_ms: int) -> subprocess.Popen[bytes]:
         """The outside caller ``caller`` calls ``did`` through the trunk; hangs up ``talk_ms``
         after the answer (or when the PBX hangs up)."""
-        xml = _CALLER.format(caller=caller, did=did, talk_ms=talk_ms, sdp=_SDP)
+        audio = tone(self.dir / "caller.ulaw", 600)
+        xml = _CALLER.format(caller=caller, did=did, talk_ms=talk_ms, sdp=_SDP, audio=audio)
         target = f"127.0.0.1:{self.office.sip_port}"
         return self._spawn(f"caller{caller.lstrip('+')}", xml, [target, "-p", str(self.trunk_in)])
 

@@ -9,46 +9,15 @@ runs, OK with pinc on the office.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import pytest
 
 from tests.lab.crmweb import CrmWeb
-from tests.lab.lab import ROOT, Crm, Office, PincRun, lab_dir, office_config
+from tests.lab.lab import Crm, Office, PincRun, office_config
+from tests.lab.modulelab import admin_password, build_zip, pinc_port, uninstall
 
 STATUS_PAGE = "/index.php?module=Pinc&parent=Settings&view=Status"
-
-
-def build_zip(tmp: Path) -> Path:
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "packaging" / "vtiger" / "build.py"), "--out", str(tmp)],
-        capture_output=True, text=True, check=True, timeout=60,
-    )
-    return Path(done.stdout.strip())
-
-
-def pinc_port(crm: Crm) -> int:
-    """Where the CRM's PBXManager expects pinc (its App URL, PINC_LISTEN_URL in lab.env)."""
-    return urlsplit(crm.env["PINC_LISTEN_URL"]).port or 80
-
-
-def admin_password(crm: Crm) -> str:
-    return crm.env["VTIGER_ADMIN_PASSWORD" if crm.kind == "vtiger" else "SP_ADMIN_PASSWORD"]
-
-
-def uninstall(crm: Crm) -> str:
-    """``php modules/Pinc/uninstall.php`` in the CRM's folder, with the CRM's own PHP."""
-    lab = lab_dir()
-    assert lab is not None
-    home = lab / crm.kind
-    php = crm.env.get("SP_PHP", "php") if crm.kind == "salesplatform" else "php"
-    done = subprocess.run([php, "-c", str(home / "php.ini"), "modules/Pinc/uninstall.php"],
-                          cwd=home / "www", capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stdout + done.stderr
-    return done.stdout
 
 
 def registered(crm: Crm) -> dict[str, int]:

@@ -12,9 +12,6 @@ and vtiger up; skips cleanly otherwise (see tests/lab/README.md).
 
 from __future__ import annotations
 
-import os
-import shutil
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,36 +21,22 @@ import pytest
 from tests.lab import amiquery
 from tests.lab.crmweb import CrmWeb
 from tests.lab.lab import Crm, Office, PincRun, office_config
+from tests.lab.modulelab import (
+    ANNA,
+    ARGS,
+    ARTIFACTS,
+    CHROMIUM,
+    admin_password,
+    build_zip,
+    crm_config,
+    need_browser,
+    pinc_port,
+    sign_in,
+    wait_for,
+)
 from tests.lab.sipphones import DIRECT, SipPhones
-from tests.lab.test_module_import import build_zip, pinc_port
-
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update"]
-ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
-ANNA = "+79161234567"
 
 pytestmark = pytest.mark.browser
-
-
-def _need_browser() -> None:
-    if not os.path.exists(CHROMIUM) and not shutil.which("chromium"):
-        pytest.skip("Chromium is missing")
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        pytest.skip("Playwright is not installed")
-
-
-def crm_config(crm: Crm) -> dict[str, Any]:
-    return {
-        "profile": crm.kind,
-        "url": crm.url,
-        "secret": crm.secret,
-        "username": crm.admin_user,
-        "access_key": crm.admin_access_key,
-        "timezone": crm.default_timezone,
-    }
 
 
 @pytest.fixture
@@ -74,16 +57,6 @@ def pinc_for(tmp_path: Path) -> Iterator[Any]:
         assert code == 0, run.log()[-3000:]
 
 
-def sign_in(page: Any, crm: Crm, user: str) -> None:
-    page.goto(f"{crm.url}/index.php")
-    page.fill("#username", user)
-    page.fill("#password", crm.env.get("VTIGER_MANAGER1_PASSWORD")
-              or crm.env.get("SP_MANAGER1_PASSWORD") or "Manager@12345")
-    page.locator("#username").press("Enter")
-    page.wait_for_function("window.PincCard && window.PincCard.mode === 'socket'",
-                           timeout=30_000)
-
-
 def crm_row(crm: Crm, call_id: str) -> list[dict[str, str]]:
     return crm.sql(
         "SELECT p.pbxmanagerid, p.direction, p.callstatus, p.customernumber, p.user,"
@@ -94,25 +67,14 @@ def crm_row(crm: Crm, call_id: str) -> list[dict[str, str]]:
     )
 
 
-def wait_for(what: str, check: Any, timeout: float) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.5)
-
-
 def test_card_rings_shows_anna_and_transfers_to_manager2(
     pjsip_office: Office, vtiger: Crm, pinc_for: Any, tmp_path: Path
 ) -> None:
-    _need_browser()
+    need_browser()
     from playwright.sync_api import expect, sync_playwright
 
     with CrmWeb(vtiger.url) as web:  # the module as an administrator imports it
-        web.login(vtiger.admin_user, vtiger.env["VTIGER_ADMIN_PASSWORD"])
+        web.login(vtiger.admin_user, admin_password(vtiger))
         web.import_module(build_zip(tmp_path))
     run = pinc_for(pjsip_office, vtiger)
     phones = SipPhones(pjsip_office, tmp_path / "sipp")
