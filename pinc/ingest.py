@@ -44,7 +44,9 @@ class TrackerLike(Protocol):
         self, channel_id: str, *, ext: str, number: str, record_id: str | None, origin: str
     ) -> None: ...
 
-    def note_transfer(self, call_id: str) -> None: ...
+    def note_transfer(self, call_id: str, to: str = "") -> None: ...
+
+    def transfer_result(self, call_id: str, to: str, accepted: bool) -> None: ...
 
     def resync(self, channels: Sequence[Message], at: float) -> list[CallChange]: ...
 
@@ -101,8 +103,12 @@ class Ingest:
             channel_id, ext=ext, number=number, record_id=record_id, origin=origin
         )
 
-    def note_transfer(self, call_id: str) -> None:
-        self.tracker.note_transfer(call_id)
+    def note_transfer(self, call_id: str, to: str = "") -> None:
+        self.tracker.note_transfer(call_id, to)
+
+    def transfer_result(self, call_id: str, to: str, accepted: bool) -> None:
+        # a relabelled transfer comes out of the tracker with the next event or expire()
+        self.tracker.transfer_result(call_id, to, accepted)
 
     def live_calls(self) -> list[dict[str, Any]]:
         return [

@@ -95,8 +95,17 @@ class Ingest(Protocol):
         """Tell the tracker that an Originate with ChannelId ``channel_id`` is ours."""
         ...
 
-    def note_transfer(self, call_id: str) -> None:
-        """pinc's /transfer is about to move this call: record it as a ``crm`` transfer."""
+    def note_transfer(self, call_id: str, to: str = "") -> None:
+        """pinc's /transfer is about to ask Asterisk to move this call to ``to``."""
+        ...
+
+    def transfer_result(self, call_id: str, to: str, accepted: bool) -> None:
+        """Asterisk's answer to it: only an accepted one is recorded as a ``crm`` transfer."""
+        ...
+
+    def channels_of(self, call_id: str) -> list[dict[str, str]]:
+        """Live channels of a call: [{"channel", "uniqueid", "ext", "role", "bridge",
+        "partner"}] (``Tracker.channels_of``)."""
         ...
 
     def live_calls(self) -> list[dict[str, Any]]: ...
@@ -109,9 +118,6 @@ class Ingest(Protocol):
         """The live call in which the employee on ``ext`` has a channel up, if any."""
         ...
 
-    def channels_of(self, call_id: str) -> list[dict[str, str]]:
-        """Live channels of a call: [{"channel", "uniqueid", "ext", "role"}]."""
-        ...
 
 
 @dataclass(frozen=True)

@@ -188,3 +188,52 @@ class CallChange:
             "data": self.data,
             "call": self.call,
         }
+
+
+def call_from_dict(d: dict[str, Any]) -> Call:
+    """A call back from its ``to_dict`` form (the journal's live calls after a restart)."""
+
+    def ts(value: Any) -> float | None:
+        if not value:
+            return None
+        try:
+            return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            return None
+
+    linkedid = str(d.get("linkedid") or "")
+    call = Call(
+        id=str(d.get("id") or call_id_for(linkedid)),
+        linkedid=linkedid,
+        direction=str(d.get("direction") or "inbound"),
+        status=str(d.get("status") or "ringing"),
+        from_number=str(d.get("from") or ""),
+        to_number=str(d.get("to") or ""),
+        started_at=ts(d.get("started_at")),
+        answered_at=ts(d.get("answered_at")),
+        answered_by=d.get("answered_by"),
+        recording=d.get("recording"),
+        record_id=d.get("record_id"),
+        origin=d.get("origin"),
+        linkedids=[str(x) for x in d.get("linkedids") or []],
+    )
+    for leg in d.get("legs") or []:
+        call.legs.append(
+            Leg(
+                ext=str(leg.get("ext") or ""),
+                rang_at=ts(leg.get("rang_at")),
+                answered_at=ts(leg.get("answered_at")),
+                ended_at=ts(leg.get("ended_at")),
+                result=leg.get("result"),
+            )
+        )
+    for t in d.get("transfers") or []:
+        call.transfers.append(
+            Transfer(
+                kind=str(t.get("kind")),
+                from_ext=str(t.get("from") or ""),
+                to=str(t.get("to") or ""),
+                at=ts(t.get("at")),
+            )
+        )
+    return call

@@ -39,9 +39,9 @@ def new_channel_id() -> str:
     return f"pinc-{int(time.time())}.{secrets.randbelow(36**5)}"
 
 
-def originate_fields(services: Services, req: OriginateRequest, channel_id: str) -> list[
-    tuple[str, str]
-]:
+def originate_fields(
+    services: Services, req: OriginateRequest, channel_id: str
+) -> list[tuple[str, str]]:
     pbx = services.config.pbx
     fields = [
         ("Channel", pbx.originate_channel.format(ext=req.ext)),
@@ -100,12 +100,41 @@ class TransferError(Exception):
         self.message = message
 
 
+Step = tuple[str, list[tuple[str, str]]]  # an AMI action and its fields
+
+
 def pick_channel(channels: Sequence[dict[str, str]], from_ext: str | None) -> dict[str, str] | None:
-    """The employee channel that hands the call over (the one talking, or ``from_ext``)."""
-    employees = [c for c in channels if c.get("role") == "employee"]
+    """The employee's channel that hands the call over: the one bridged with the other
+    party (``from_ext``'s, when given). A Local channel's other half, or a phone that only
+    rings, is no good: Asterisk answers "Transfer invalid" for a channel in no bridge."""
+    employees = [c for c in channels if c.get("role") == "employee" and c.get("partner")]
     if from_ext:
         employees = [c for c in employees if c.get("ext") == from_ext]
-    return employees[-1] if employees else None
+    with_customer = [c for c in employees if c.get("partner") == "customer"]
+    picked = with_customer or employees
+    return picked[-1] if picked else None
+
+
+def _movable_customer(
+    channels: Sequence[dict[str, str]], bridge: str | None = None
+) -> dict[str, str] | None:
+    """The customer's channel a Redirect can move: the one in ``bridge`` when given,
+    else one in the PBX's dialplan (a Local pair's ;2 half, which runs it)."""
+    customers = [c for c in channels if c.get("role") == "customer"]
+    if bridge is not None:
+        customers = [c for c in customers if c.get("bridge") == bridge]
+    else:
+        customers.sort(key=lambda c: not c.get("channel", "").endswith(";2"))
+    return customers[0] if customers else None
+
+
+def _redirect(channel: str, to: str, context: str) -> Step:
+    return "Redirect", [
+        ("Channel", channel),
+        ("Exten", to),
+        ("Context", context),
+        ("Priority", "1"),
+    ]
 
 
 def transfer_plan(
@@ -115,52 +144,62 @@ def transfer_plan(
     mode: str,
     context: str,
     from_ext: str | None = None,
-) -> tuple[str, list[tuple[str, str]]]:
-    """The AMI action and fields for a transfer of a live call.
+) -> list[Step]:
+    """The AMI actions for a transfer of a live call, to try in order.
 
-    blind: BlindTransfer of the employee's channel (its bridged peer, the customer,
-    goes to ``to``); with no employee on the call yet (queue, IVR), Redirect the
-    customer's channel instead. attended: Atxfer from the employee's channel.
+    blind: BlindTransfer of the employee's channel that is bridged with the customer
+    (the customer, its bridge peer, goes to ``to``), then, should Asterisk refuse it, a
+    Redirect of that customer's channel. With no employee bridged yet (queue, IVR,
+    ringing): a Redirect of the customer's channel. attended: Atxfer from the
+    employee's bridged channel (the employee consults ``to``, hangs up to complete).
     """
     employee = pick_channel(channels, from_ext)
     if mode == "attended":
         if employee is None:
             raise TransferError(409, "not_answered", "no employee is on the call to consult")
-        return "Atxfer", [
-            ("Channel", employee["channel"]),
-            ("Exten", to),
-            ("Context", context),
-        ]
+        return [("Atxfer", [("Channel", employee["channel"]), ("Exten", to), ("Context", context)])]
     if employee is not None:
-        return "BlindTransfer", [
-            ("Channel", employee["channel"]),
-            ("Exten", to),
-            ("Context", context),
+        steps: list[Step] = [
+            (
+                "BlindTransfer",
+                [("Channel", employee["channel"]), ("Exten", to), ("Context", context)],
+            )
         ]
-    customers = [c for c in channels if c.get("role") == "customer"]
-    if not customers:
+        peer = _movable_customer(channels, employee.get("bridge") or None)
+        if peer is not None:
+            steps.append(_redirect(peer["channel"], to, context))
+        return steps
+    if from_ext:
+        raise TransferError(409, "not_on_call", f"{from_ext} is not talking on this call")
+    customer = _movable_customer(channels)
+    if customer is None:
         raise TransferError(409, "no_channel", "the call has no channel that can be moved")
-    return "Redirect", [
-        ("Channel", customers[0]["channel"]),
-        ("Exten", to),
-        ("Context", context),
-        ("Priority", "1"),
-    ]
+    return [_redirect(customer["channel"], to, context)]
 
 
-async def run_transfer(services: Services, action: str, fields: list[tuple[str, str]]) -> None:
-    try:
-        result: ActionResult = await services.ami.action(
-            action, fields, timeout=services.config.ami.action_timeout
-        )
-    except trio.TooSlowError:
-        raise TransferError(504, "ami_timeout", "Asterisk did not answer in time") from None
-    except Exception as exc:
-        log.error("%s failed: %s", action, exc)
-        raise TransferError(503, "ami_unavailable", "not connected to Asterisk") from None
-    if not result.ok:
+async def run_transfer(services: Services, steps: Sequence[Step]) -> str:
+    """Send the plan's actions until Asterisk accepts one; returns the action it took.
+    Each refusal is logged; the last one is raised as a ``TransferError``."""
+    refusals: list[str] = []
+    for action, fields in steps:
+        try:
+            result: ActionResult = await services.ami.action(
+                action, fields, timeout=services.config.ami.action_timeout
+            )
+        except trio.TooSlowError:
+            raise TransferError(504, "ami_timeout", "Asterisk did not answer in time") from None
+        except Exception as exc:
+            log.error("%s failed: %s", action, exc)
+            raise TransferError(503, "ami_unavailable", "not connected to Asterisk") from None
+        if result.ok:
+            return action
         message = result.response.get("Message") or "refused"
-        raise TransferError(502, "ami_refused", f"Asterisk refused the {action}: {message}")
+        channel = dict(fields).get("Channel", "")
+        log.warning("transfer: Asterisk refused %s of %s: %s", action, channel, message)
+        refusals.append(f"{action}: {message}")
+    raise TransferError(
+        502, "ami_refused", "Asterisk refused the transfer (" + "; ".join(refusals) + ")"
+    )
 
 
 def involves(call: dict[str, Any], ext: str) -> bool:

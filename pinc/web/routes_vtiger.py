@@ -162,7 +162,11 @@ async def transfer() -> Response:
 
 
 async def do_transfer(call_id: str, *, to: str, mode: str, from_ext: str | None = None) -> None:
-    """Shared by /transfer and /api/calls/{id}/transfer; raises TransferError."""
+    """Shared by /transfer and /api/calls/{id}/transfer; raises TransferError.
+
+    The tracker hears of the request before Asterisk does (its events may come before
+    the action's answer) and of Asterisk's answer after: only an accepted transfer is
+    recorded with kind ``crm``."""
     st = state()
     channels = st.services.ingest.channels_of(call_id)
     if not channels:
@@ -170,12 +174,17 @@ async def do_transfer(call_id: str, *, to: str, mode: str, from_ext: str | None 
         if call is None:
             raise actions.TransferError(404, "not_found", "no such call")
         raise actions.TransferError(409, "not_live", "the call is not live")
-    action, fields = actions.transfer_plan(
+    steps = actions.transfer_plan(
         channels, to=to, mode=mode, context=st.services.config.pbx.originate_context,
         from_ext=from_ext,
     )
-    st.services.ingest.note_transfer(call_id)
-    await actions.run_transfer(st.services, action, fields)
+    st.services.ingest.note_transfer(call_id, to)
+    try:
+        action = await actions.run_transfer(st.services, steps)
+    except actions.TransferError:
+        st.services.ingest.transfer_result(call_id, to, False)
+        raise
+    st.services.ingest.transfer_result(call_id, to, True)
     log.info("%s of call %s to %s", action, call_id, to)
 
 

@@ -10,7 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pinc.ami.protocol import AMIConnection, Message
-from pinc.calls.channels import cdr_time, epoch_of
+from pinc.calls.cdr import cdr_time
+from pinc.calls.names import epoch_of
 from pinc.calls.replay import replay_calls
 from pinc.config import Config, load_config
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pathlib
 
+import pytest
+
 from pinc.ami.protocol import AMIConnection, Message, parse_block
 from pinc.calls.model import CallChange
 from pinc.calls.tracker import DISCONNECTED_REASON, STALE_REASON, Tracker
@@ -159,25 +161,46 @@ def test_failed_originate_response_makes_no_phantom_call() -> None:
     assert tracker.statistics()["events"] == 1
 
 
-def test_transfer_through_pincs_endpoint_is_kind_crm(fixtures_dir: pathlib.Path) -> None:
+@pytest.mark.parametrize(
+    ("asked", "answer", "kinds"),
+    [
+        (False, None, ["blind"]),
+        (True, "before", ["crm"]),  # Success came, then the transfer's events
+        (True, "after", ["crm"]),  # the events came before Asterisk's Success
+        (True, "refused", ["blind"]),  # refused: no mark may stay behind
+        (True, "other", ["blind"]),  # accepted, but for another target
+    ],
+)
+def test_transfer_through_pincs_endpoint_is_kind_crm(
+    fixtures_dir: pathlib.Path, asked: bool, answer: str | None, kinds: list[str]
+) -> None:
     """The blind transfer of blind_transfer.ami, asked for through pinc's /transfer
-    (which calls note_transfer first), is recorded as kind ``crm``."""
+    (note_transfer first, then Asterisk's answer), is recorded as kind ``crm`` only once
+    Asterisk said Success, whether its events come before that answer or after."""
     from pinc.calls.replay import messages_of
-    from pinc.calls.tracker import Tracker
     from pinc.config import load_config
 
     data = (fixtures_dir / "asterisk-local" / "blind_transfer.ami").read_bytes()
-    for noted in (False, True):
-        tracker = Tracker(load_config(None, env={}).pbx)
-        changes = []
-        for msg in messages_of([data]):
-            if noted and msg.name == "BlindTransfer":
-                (live,) = tracker.live_calls()
-                tracker.note_transfer(live.id)
-            changes += tracker.feed(msg)
-        changes += tracker.flush()
-        (ended,) = [c for c in changes if c.kind == "call.ended"]
-        kinds = [t["kind"] for t in ended.call["transfers"]]
-        assert kinds == (["crm"] if noted else ["blind"])
-        assert [(t["from"], t["to"]) for t in ended.call["transfers"]] == [("101", "102")]
-        assert ended.call["answered_by"] == "102"
+    tracker = Tracker(load_config(None, env={}).pbx)
+    changes: list[CallChange] = []
+    call_id = ""
+    for msg in messages_of([data]):
+        if msg.name == "BlindTransfer":
+            (live,) = tracker.live_calls()
+            call_id = live.id
+            if asked:
+                tracker.note_transfer(call_id, "102")
+            if answer in ("before", "refused", "other"):
+                tracker.transfer_result(
+                    call_id, "103" if answer == "other" else "102", answer != "refused"
+                )
+        changes += tracker.feed(msg)
+        if msg.name == "BlindTransfer" and answer == "after":
+            tracker.transfer_result(call_id, "102", True)
+    changes += tracker.flush()
+    (ended,) = [c for c in changes if c.kind == "call.ended"]
+    assert [t["kind"] for t in ended.call["transfers"]] == kinds
+    assert [(t["from"], t["to"]) for t in ended.call["transfers"]] == [("101", "102")]
+    assert ended.call["answered_by"] == "102"
+    transferred = [c.data["kind"] for c in changes if c.kind == "call.transferred"]
+    assert transferred == (["blind", "crm"] if answer == "after" else kinds)

@@ -33,6 +33,7 @@ class FakeAmi:
         self.connected = True
         self.actions: list[tuple[str, list[tuple[str, str]]]] = []
         self.reply = response()
+        self.replies: list[Message] = []  # answered first, one per action, then ``reply``
         self.acted = trio.Event()
 
     async def action(
@@ -46,7 +47,7 @@ class FakeAmi:
         items = list(fields.items()) if isinstance(fields, Mapping) else list(fields)
         self.actions.append((name, [(str(k), str(v)) for k, v in items]))
         self.acted.set()
-        return ActionResult(self.reply)
+        return ActionResult(self.replies.pop(0) if self.replies else self.reply)
 
     def status(self) -> dict[str, Any]:
         return {
@@ -71,8 +72,11 @@ class FakeIngest:
             (channel_id, {"ext": ext, "number": number, "record_id": record_id, "origin": origin})
         )
 
-    def note_transfer(self, call_id: str) -> None:
-        self.notes.append((call_id, {"transfer": True}))
+    def note_transfer(self, call_id: str, to: str = "") -> None:
+        self.notes.append((call_id, {"transfer": to}))
+
+    def transfer_result(self, call_id: str, to: str, accepted: bool) -> None:
+        self.notes.append((call_id, {"transfer": to, "accepted": accepted}))
 
     def live_calls(self) -> list[dict[str, Any]]:
         return list(self.live)

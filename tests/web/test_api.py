@@ -173,8 +173,10 @@ async def test_body_too_large(env: Env, client: httpx.AsyncClient) -> None:
 
 async def test_api_transfer(env: Env, client: httpx.AsyncClient) -> None:
     env.ingest.channels["t1"] = [
-        {"channel": "PJSIP/trunk-01", "uniqueid": "1.1", "ext": "", "role": "customer"},
-        {"channel": "PJSIP/101-02", "uniqueid": "1.2", "ext": "101", "role": "employee"},
+        {"channel": "PJSIP/trunk-01", "uniqueid": "1.1", "ext": "", "role": "customer",
+         "bridge": "b-1", "partner": "employee"},
+        {"channel": "PJSIP/101-02", "uniqueid": "1.2", "ext": "101", "role": "employee",
+         "bridge": "b-1", "partner": "customer"},
     ]
     r = await client.post("/api/calls/t1/transfer", headers=env.auth, json={"to": "102"})
     assert r.status_code == 200 and r.json()["status"] == "sent"

@@ -204,8 +204,22 @@ async def test_responsible(env: Env, client: httpx.AsyncClient) -> None:
 
 
 LIVE_CHANNELS = [
-    {"channel": "PJSIP/trunk-0000000b", "uniqueid": "1.1", "ext": "", "role": "customer"},
-    {"channel": "PJSIP/101-0000000c", "uniqueid": "1.2", "ext": "101", "role": "employee"},
+    {"channel": "PJSIP/trunk-0000000b", "uniqueid": "1.1", "ext": "", "role": "customer",
+     "bridge": "b-1", "partner": "employee"},
+    {"channel": "PJSIP/101-0000000c", "uniqueid": "1.2", "ext": "101", "role": "employee",
+     "bridge": "b-1", "partner": "customer"},
+]
+# An inbound call answered by a Local-channel member (Local/101@phones-..;1 is bridged with
+# the caller; its ;2 half runs the phone and is in no bridge with the caller).
+LOCAL_CHANNELS = [
+    {"channel": "Local/74951230101@from-trunk-00000010;1", "uniqueid": "2.0", "ext": "",
+     "role": "customer", "bridge": "", "partner": ""},
+    {"channel": "Local/74951230101@from-trunk-00000010;2", "uniqueid": "2.1", "ext": "",
+     "role": "customer", "bridge": "b-2", "partner": "employee"},
+    {"channel": "Local/101@phones-00000011;1", "uniqueid": "2.2", "ext": "101",
+     "role": "employee", "bridge": "b-2", "partner": "customer"},
+    {"channel": "Local/101@phones-00000011;2", "uniqueid": "2.3", "ext": "101",
+     "role": "employee", "bridge": "", "partner": ""},
 ]
 
 
@@ -214,7 +228,11 @@ async def test_transfer_by_call_and_by_ext(env: Env, client: httpx.AsyncClient) 
     env.ingest.live = [call_dict("c1", status="answered", answered_by="101")]
     r = await client.post("/transfer", data={"secret": SECRET, "call": "c1", "to": "102"})
     assert (r.status_code, r.text) == (200, "Success")
-    assert ("c1", {"transfer": True}) in env.ingest.notes  # recorded as a "crm" transfer
+    # asked, then accepted: only then is it recorded as a "crm" transfer
+    assert env.ingest.notes[-2:] == [
+        ("c1", {"transfer": "102"}),
+        ("c1", {"transfer": "102", "accepted": True}),
+    ]
     assert env.ami.actions[-1] == (
         "BlindTransfer",
         [("Channel", "PJSIP/101-0000000c"), ("Exten", "102"), ("Context", "from-internal")],
@@ -231,10 +249,40 @@ async def test_transfer_by_call_and_by_ext(env: Env, client: httpx.AsyncClient) 
     assert env.ami.actions[-1][0] == "Atxfer"
 
 
+async def test_transfer_acts_on_the_bridged_half_of_a_local_member(
+    env: Env, client: httpx.AsyncClient
+) -> None:
+    env.ingest.channels["c2"] = LOCAL_CHANNELS
+    for mode, action in (("blind", "BlindTransfer"), ("attended", "Atxfer")):
+        r = await client.post(
+            "/transfer", data={"secret": SECRET, "call": "c2", "to": "102", "mode": mode}
+        )
+        assert r.text == "Success"
+        assert env.ami.actions[-1] == (
+            action,
+            [("Channel", "Local/101@phones-00000011;1"), ("Exten", "102"),
+             ("Context", "from-internal")],
+        )
+
+
+async def test_a_refused_blind_transfer_falls_back_to_redirecting_the_caller(
+    env: Env, client: httpx.AsyncClient
+) -> None:
+    from tests.web.harness import response
+
+    env.ingest.channels["c2"] = LOCAL_CHANNELS
+    env.ami.replies = [response("Error", Message="Transfer invalid")]
+    r = await client.post("/transfer", data={"secret": SECRET, "call": "c2", "to": "102"})
+    assert r.text == "Success"
+    assert [name for name, _ in env.ami.actions[-2:]] == ["BlindTransfer", "Redirect"]
+    assert env.ami.actions[-1][1][0] == ("Channel", "Local/74951230101@from-trunk-00000010;2")
+    assert env.ingest.notes[-1] == ("c2", {"transfer": "102", "accepted": True})
+
+
 async def test_transfer_before_anyone_answered_redirects_the_caller(
     env: Env, client: httpx.AsyncClient
 ) -> None:
-    env.ingest.channels["c1"] = LIVE_CHANNELS[:1]
+    env.ingest.channels["c1"] = [{**LIVE_CHANNELS[0], "bridge": "", "partner": ""}]
     r = await client.post("/transfer", data={"secret": SECRET, "call": "c1", "to": "102"})
     assert r.text == "Success"
     assert env.ami.actions[-1] == (
@@ -244,6 +292,11 @@ async def test_transfer_before_anyone_answered_redirects_the_caller(
             ("Context", "from-internal"), ("Priority", "1"),
         ],
     )
+    env.ingest.channels["c2"] = [
+        {**c, "bridge": "", "partner": ""} for c in LOCAL_CHANNELS if c["role"] == "customer"
+    ]
+    r = await client.post("/transfer", data={"secret": SECRET, "call": "c2", "to": "102"})
+    assert env.ami.actions[-1][1][0] == ("Channel", "Local/74951230101@from-trunk-00000010;2")
 
 
 async def test_transfer_errors(env: Env, client: httpx.AsyncClient) -> None:
@@ -269,4 +322,7 @@ async def test_transfer_errors(env: Env, client: httpx.AsyncClient) -> None:
     env.ami.reply = response("Error", Message="No such channel")
     r = await client.post("/transfer", data={"secret": SECRET, "call": "c1", "to": "102"})
     assert r.status_code == 502 and r.text.startswith("Error")
+    assert "No such channel" in r.text
+    assert [name for name, _ in env.ami.actions[-2:]] == ["BlindTransfer", "Redirect"]
+    assert env.ingest.notes[-1] == ("c1", {"transfer": "102", "accepted": False})
     assert all(name != "Originate" for name, _ in env.ami.actions)
