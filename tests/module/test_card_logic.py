@@ -84,12 +84,12 @@ def test_queue_call_rings_both_then_only_the_answerer_talks(logic: Any) -> None:
         None, None, "ringing", None, None, None]
 
 
-# started (101 rings), answered, recording, transferred, ringing 103, ended
+# started (101 rings), answered, recording, transferred, ringing 103, answered (103), ended
 def test_blind_transfer_moves_the_card_to_the_target(logic: Any) -> None:
     assert states(logic, "pjsip_blind_transfer", "101") == [
-        "ringing", "talking", "talking", "talking", None, None]
+        "ringing", "talking", "talking", "talking", None, None, None]
     assert states(logic, "pjsip_blind_transfer", "103") == [
-        None, None, None, None, "ringing", None]
+        None, None, None, None, "ringing", "talking", None]
 
 
 # started (101 rings), answered, recording, ringing 103 (consultation), transferred, ended

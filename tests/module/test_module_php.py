@@ -223,10 +223,15 @@ async def test_a_pinc_that_never_answers_is_unreachable_within_the_deadline(
 
 
 def _channels(env: Env) -> None:
+    # The caller talks with 101; 103 talks with someone else on the same call (a
+    # consultation): the transfer must act on 101's channel, the one pinc was given.
     env.ingest.channels["c101"] = [
-        {"channel": "PJSIP/trunk-00000001", "role": "customer"},
-        {"channel": "PJSIP/103-00000003", "role": "employee", "ext": "103"},
-        {"channel": "PJSIP/101-00000002", "role": "employee", "ext": "101"},
+        {"channel": "PJSIP/trunk-00000001", "role": "customer", "ext": "",
+         "bridge": "b-1", "partner": "employee"},
+        {"channel": "PJSIP/103-00000003", "role": "employee", "ext": "103",
+         "bridge": "b-2", "partner": "employee"},
+        {"channel": "PJSIP/101-00000002", "role": "employee", "ext": "101",
+         "bridge": "b-1", "partner": "customer"},
     ]
 
 
@@ -271,6 +276,12 @@ async def test_transfer_refusals_carry_the_reason(
     assert out["result"]["error"] == "pbx_refused"
     assert "No such channel" in out["result"]["detail"]
     assert out["log"] and SECRET not in out["log"][0]
+    env.ami.reply = response()
+    stranger = crm(env.base, ext="102")  # 102 is not on c101: pinc refuses, nothing moves
+    before = len(env.ami.actions)
+    other = await op(php, tmp_path, stranger, "transfer", "c101", "79160000001", "blind")
+    assert other["error"] == "not_live" and "102" in other["detail"]
+    assert len(env.ami.actions) == before
     gone = await run_php(php, tmp_path, {
         "crm": crm(env.base), "now": NOW, "op": "transfer", "args": ["c102", "102", "blind"]})
     assert gone["result"]["error"] == "not_live"  # c102 has no channels: no longer live

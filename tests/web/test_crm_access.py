@@ -35,8 +35,10 @@ async def strict(nursery: trio.Nursery, tmp_path: Path) -> Env:
                    change("call.answered", live)])
     env.ingest.live = [live]
     env.ingest.channels[live["id"]] = [
-        {"channel": "PJSIP/trunk-00000001", "ext": "", "role": "customer"},
-        {"channel": "PJSIP/101-00000002", "ext": "101", "role": "employee"}]
+        {"channel": "PJSIP/trunk-00000001", "ext": "", "role": "customer",
+         "bridge": "b-1", "partner": "employee"},
+        {"channel": "PJSIP/101-00000002", "ext": "101", "role": "employee",
+         "bridge": "b-1", "partner": "customer"}]
     return env
 
 
