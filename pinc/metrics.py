@@ -52,6 +52,12 @@ AUTH_FAILURES = Counter(
     ["route"],
     registry=REGISTRY,
 )
+REFUSED = Counter(
+    "pinc_http_refused",
+    "Requests refused by a security rule (host, origin, content_type, policy, rate)",
+    ["rule"],
+    registry=REGISTRY,
+)
 WS_CLIENTS = Gauge("pinc_ws_clients", "Websocket clients connected", registry=REGISTRY)
 FEED_DROPPED = Counter("pinc_feed_dropped", "Changes a slow subscriber missed", registry=REGISTRY)
 

@@ -15,13 +15,15 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from quart import Response, current_app, jsonify, request
+from quart import Request, Response, Websocket, current_app, jsonify, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
 from pinc import __version__, metrics
+from pinc.config import parse_listen
 from pinc.services import Services
 from pinc.web.access import LOOPBACK, CrmPeers, literal_peers
+from pinc.web.origins import STATE_CHANGING, Origins
 from pinc.web.sessions import Sessions
 
 log = logging.getLogger(__name__)
@@ -38,6 +40,7 @@ class WebState:
     # Who may present crm.secret (pinc.web.access); WebServer resolves crm.allow_from.
     crm_peers: CrmPeers = field(default_factory=lambda: CrmPeers(LOOPBACK, "loopback"))
     sessions: Sessions = field(default_factory=lambda: Sessions(12 * 3600.0))
+    origins: Origins = field(default_factory=lambda: Origins.from_config("", "", ""))
 
     @property
     def master(self) -> str:
@@ -59,6 +62,37 @@ def api_error(status: int, code: str, message: str) -> Response:
 
 def text(body: str, status: int = 200) -> Response:
     return Response(body, status=status, content_type="text/plain; charset=utf-8")
+
+
+def refuse_request(
+    req: Request | Websocket, rule: str, why: str, status: int, message: str
+) -> Response:
+    """A request refused by a security rule: one log line, a metric, a reason that
+    names the rule and nothing else (JSON under /api/, plain text elsewhere)."""
+    metrics.REFUSED.labels(rule=rule).inc()
+    log.warning("refused %s %s from %s: %s", req.method, req.path, req.remote_addr or "?", why)
+    if req.path.startswith("/api/"):
+        return api_error(status, rule, message)
+    return text(message + "\n", status)
+
+
+def browser_refusal(
+    req: Request | Websocket, *, origin_rule: bool, ticket: bool = False
+) -> Response | None:
+    """The Host and Origin rules (pinc.web.origins): None, or the refusal to answer."""
+    origins = state().origins
+    host = req.headers.get("Host")
+    if not origins.host_ok(host):
+        return refuse_request(req, "host", f"Host {str(host)[:80]!r} is not pinc's", 421,
+                              "Misdirected Request: this host name is not pinc's")
+    origin = req.headers.get("Origin")
+    if origin_rule and not origins.origin_ok(
+        origin, scheme=req.scheme, host_header=host,
+        fetch_site=req.headers.get("Sec-Fetch-Site"), ticket=ticket,
+    ):
+        return refuse_request(req, "origin", f"Origin {str(origin)[:80]!r} is not pinc's", 403,
+                              "Forbidden: a request from another site's page")
+    return None
 
 
 def _no_spawn(fn: Callable[[], Awaitable[Any]]) -> None:
@@ -89,9 +123,11 @@ def create_app(services: Services | None, *, spawn: Spawn | None = None) -> Quar
         if not isinstance(sessions, Sessions):
             sessions = Sessions(services.config.web.session_hours * 3600.0)
             services.extras["web_sessions"] = sessions
+        web = services.config.web
+        origins = Origins.from_config(web.public_url, parse_listen(web.listen)[0], crm.url)
         app.extensions["pinc"] = WebState(
             services, spawn or _no_spawn, token, time.time(),
-            literal_peers(crm.allow_from, crm.url), sessions,
+            literal_peers(crm.allow_from, crm.url), sessions, origins,
         )
 
     app.register_blueprint(routes_pages.blueprint)
@@ -100,12 +136,20 @@ def create_app(services: Services | None, *, spawn: Spawn | None = None) -> Quar
     app.register_blueprint(routes_module.blueprint)
     app.register_blueprint(ws.blueprint)
 
+    @app.before_request
+    async def browser_rules() -> Response | None:
+        if "pinc" not in app.extensions:
+            return None
+        return browser_refusal(request, origin_rule=request.method in STATE_CHANGING)
+
     @app.after_request
     async def count(response: Response) -> Response:
         rule = request.url_rule.rule if request.url_rule is not None else "unmatched"
         metrics.HTTP_REQUESTS.labels(route=rule, code=str(response.status_code)).inc()
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("Server", f"pinc/{__version__}")
+        # No page of pinc's hands its URL (a recording link, an id) to another site.
+        response.headers.setdefault("Referrer-Policy", "no-referrer")
         return response
 
     @app.errorhandler(HTTPException)

@@ -18,7 +18,7 @@ from quart import Blueprint, Response, jsonify, request
 from pinc.calls.model import DIRECTIONS, FINAL_STATUSES, LIVE_STATUSES
 from pinc.journal import queries
 from pinc.web import actions, validate
-from pinc.web.app import api_error, state
+from pinc.web.app import api_error, refuse_request, state
 from pinc.web.auth import api_access, refused, why_refused
 from pinc.web.routes_vtiger import _recording_response, do_transfer
 
@@ -42,6 +42,17 @@ async def require_token() -> Response | None:
     response = api_error(401, "unauthorized", "a valid bearer token is required")
     response.headers["WWW-Authenticate"] = 'Bearer realm="pinc"'
     return response
+
+
+@blueprint.before_request
+async def require_json() -> Response | None:
+    """A body must say it is JSON: a page may post text/plain to any origin without a
+    CORS preflight, never application/json."""
+    if request.method != "POST" or request.mimetype == "application/json":
+        return None
+    return refuse_request(request, "content_type",
+                          f"Content-Type {request.mimetype or 'none'!r} on a JSON route", 415,
+                          "the body must be JSON, sent as Content-Type: application/json")
 
 
 @blueprint.route("/openapi.json", methods=["GET"])

@@ -167,7 +167,8 @@ async def test_click_to_call_without_ami(env: Env, client: httpx.AsyncClient) ->
 
 
 async def test_body_too_large(env: Env, client: httpx.AsyncClient) -> None:
-    r = await client.post("/api/calls", headers=env.auth, content=b"{" + b" " * 70_000 + b"}")
+    json_type = {**env.auth, "Content-Type": "application/json"}
+    r = await client.post("/api/calls", headers=json_type, content=b"{" + b" " * 70_000 + b"}")
     _err(r, 413)
 
 

@@ -25,10 +25,10 @@ async def _read_to_eof(stream: trio.SocketStream) -> bytes:
 @pytest.mark.parametrize(
     "request_bytes",
     [
-        b"GET /ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        b"GET /ping HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
         b"GET /ping HTTP/1.0\r\n\r\n",
-        b"POST /makecall?secret=x&from=101&to=1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
-        b"Content-Length: 0\r\n\r\n",
+        b"POST /makecall?secret=x&from=101&to=1 HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        b"Connection: close\r\nContent-Length: 0\r\n\r\n",
     ],
 )
 async def test_connection_close_gets_eof(env: Env, request_bytes: bytes) -> None:
@@ -46,7 +46,7 @@ async def test_idle_keepalive_connection_is_closed(nursery: trio.Nursery, tmp_pa
     with trio.fail_after(15):  # keep-alive is 5 s
         stream = await trio.open_tcp_stream("127.0.0.1", env.port)
         async with stream:
-            await stream.send_all(b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n")
+            await stream.send_all(b"GET /ping HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
             answer = await _read_to_eof(stream)
     assert answer.startswith(b"HTTP/1.1 200")
 
@@ -54,7 +54,8 @@ async def test_idle_keepalive_connection_is_closed(nursery: trio.Nursery, tmp_pa
 def _upgrade(trailing: bytes) -> bytes:
     key = base64.b64encode(os.urandom(16))
     return (
-        b"GET /ws?token=" + TOKEN.encode() + b" HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+        b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer " + TOKEN.encode()
+        + b"\r\nUpgrade: websocket\r\n"
         b"Connection: Upgrade\r\nSec-WebSocket-Key: " + key + b"\r\n"
         b"Sec-WebSocket-Version: 13\r\nContent-Length: 5\r\n\r\n" + trailing
     )
@@ -94,7 +95,7 @@ async def test_hundreds_of_idle_connections_do_not_stop_ping(env: Env) -> None:
             for i in range(400):
                 s = await trio.open_tcp_stream("127.0.0.1", env.port)
                 if i % 2:
-                    await s.send_all(b"GET /ping HTTP/1.1\r\nHost: x\r\n")  # never finished
+                    await s.send_all(b"GET /ping HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # never finished
                 idle.append(s)
             async with httpx.AsyncClient(base_url=env.base) as client:
                 for _ in range(5):

@@ -80,7 +80,7 @@ async def test_makecall_unencoded_plus_arrives_as_space(env: Env) -> None:
     answer = await _raw(
         env.port,
         f"GET /makecall?secret={SECRET}&from=101&to=+79161234567 HTTP/1.1\r\n"
-        "Host: x\r\nConnection: close\r\n\r\n".encode(),
+        "Host: 127.0.0.1\r\nConnection: close\r\n\r\n".encode(),
     )
     assert answer.endswith(b"Success")
     await _wait_actions(env)
