@@ -147,7 +147,9 @@ async def transfer() -> Response:
             raise validate.InvalidInput("call or ext is required")
     except validate.InvalidInput as exc:
         log.warning("/transfer refused: %s", exc)
-        return text("Error", 400)
+        # Only pinc's vtiger module calls /transfer (no stock vtiger does): its card shows
+        # the reason, so the body names the field (never an echo of the value).
+        return text(f"Error: {exc}", 400)
     if call_id is None:
         assert ext is not None
         found = st.services.ingest.call_of_extension(ext)

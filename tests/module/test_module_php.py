@@ -282,6 +282,11 @@ async def test_transfer_refusals_carry_the_reason(
     other = await op(php, tmp_path, stranger, "transfer", "c101", "79160000001", "blind")
     assert other["error"] == "not_live" and "102" in other["detail"]
     assert len(env.ami.actions) == before
+    # A user whose CRM extension is not one of pinc's phones: pinc says why, the card shows it.
+    odd = await op(php, tmp_path, crm(env.base, ext="sales_desk"), "transfer", "c101", "102",
+                   "blind")
+    assert odd == {"ok": False, "error": "refused_input",
+                   "detail": "ext: not an employee extension"}, odd
     gone = await run_php(php, tmp_path, {
         "crm": crm(env.base), "now": NOW, "op": "transfer", "args": ["c102", "102", "blind"]})
     assert gone["result"]["error"] == "not_live"  # c102 has no channels: no longer live
