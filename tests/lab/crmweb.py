@@ -10,6 +10,7 @@ from __future__ import annotations
 import html
 import json
 import re
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,60 @@ _ATTR = re.compile(r'(\w+)=["\']([^"\']*)["\']')
 
 class CrmWebError(AssertionError):
     pass
+
+
+class _Form(HTMLParser):
+    """What a browser would submit for one form (found by id or name), untouched."""
+
+    def __init__(self, form: str) -> None:
+        super().__init__(convert_charrefs=True)
+        self.form = form
+        self.inside = False
+        self.fields: list[tuple[str, str]] = []
+        self._select: str | None = None
+        self._options: list[tuple[str, bool]] = []
+        self._textarea: str | None = None
+        self._text = ""
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = {k: v or "" for k, v in attrs}
+        if tag == "form" and self.form in (a.get("id"), a.get("name")):
+            self.inside = True
+        if not self.inside:
+            return
+        kind = a.get("type", "text").lower()
+        if tag == "input" and a.get("name") and kind not in ("button", "submit", "reset",
+                                                              "file", "image"):
+            if kind not in ("checkbox", "radio") or "checked" in a:
+                self.fields.append((a["name"], a.get("value", "on" if kind == "checkbox" else "")))
+        elif tag == "select" and a.get("name"):
+            self._select, self._options = a["name"], []
+        elif tag == "option" and self._select is not None:
+            self._options.append((a.get("value", ""), "selected" in a))
+        elif tag == "textarea" and a.get("name"):
+            self._textarea, self._text = a["name"], ""
+
+    def handle_data(self, data: str) -> None:
+        if self._textarea is not None:
+            self._text += data
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "form" and self.inside:
+            self.inside = False
+        elif tag == "select" and self._select is not None:
+            chosen = [v for v, selected in self._options if selected] or [
+                v for v, _ in self._options[:1]]
+            self.fields.extend((self._select, v) for v in chosen)
+            self._select = None
+        elif tag == "textarea" and self._textarea is not None:
+            self.fields.append((self._textarea, self._text))
+            self._textarea = None
+
+
+def form_fields(page: str, form: str) -> list[tuple[str, str]]:
+    parser = _Form(form)
+    parser.feed(page)
+    return parser.fields
 
 
 def hidden_inputs(page: str) -> dict[str, str]:
@@ -157,6 +212,45 @@ class CrmWeb:
 
     def page(self, url: str) -> str:
         return self._page(url)
+
+    # --- users ---------------------------------------------------------------------------
+
+    def create_user(self, user: str, password: str, *, first: str, last: str, ext: str,
+                    role: str = "H3") -> None:
+        """Settings -> Users -> Add User, the form submitted as a browser would."""
+        page = self._page("/index.php?module=Users&parent=Settings&view=Edit")
+        fields = dict(form_fields(page, "EditView"))
+        if not fields:
+            raise CrmWebError("no Add User form")
+        fields.update({
+            "user_name": user, "first_name": first, "last_name": last,
+            "email1": f"{user}@example.com", "user_password": password,
+            "confirm_password": password, "roleid": role, "phone_crm_extension": ext,
+            "status": "Active", "__vtrftk": self.token,
+        })
+        response = self.client.post("/index.php", data=fields,
+                                    headers={"Referer": self.base + "/index.php"})
+        if response.status_code not in (200, 301, 302, 303):
+            raise CrmWebError(f"Add User {user}: HTTP {response.status_code}")
+
+    def first_login(self, user: str, password: str) -> None:
+        """A new user's first sign-in lands on the set-up page: submit it like a browser."""
+        self._page("/index.php")
+        response = self.client.post(
+            "/index.php",
+            data={"module": "Users", "action": "Login", "username": user, "password": password},
+        )
+        location = response.headers.get("Location", "")
+        if "error=" in location:
+            raise CrmWebError(f"login as {user} failed")
+        page = self._page(location.removeprefix(self.base) or "/index.php")
+        if "UserSetup" in page and 'name="record"' in page:
+            record = re.search(r'name="record" value="(\d+)"', page)
+            self.client.post("/index.php", data={
+                "module": "Users", "action": "UserSetupSave", "__vtrftk": self.token,
+                "record": record.group(1) if record else "", "lang_name": "en_us",
+                "time_zone": "UTC", "date_format": "yyyy-mm-dd"},
+                headers={"Referer": self.base + "/index.php"})
 
 
 def _text_of(page: str) -> str:

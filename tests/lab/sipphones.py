@@ -227,6 +227,7 @@ class SipPhones:
         ports = office.raw["sipp"]
         self.phone_ports: dict[str, int] = {k: int(v) for k, v in ports["phones"].items()}
         self.trunk_in = int(ports["trunk_in"])
+        self.carrier_port = int(ports["carrier"])
         self.media = int(ports.get("media_base") or 22000)
 
     def _spawn(self, name: str, xml: str, args: list[str]) -> subprocess.Popen[bytes]:
@@ -249,6 +250,14 @@ class SipPhones:
         audio = tone(self.dir / "phone.ulaw", 425)
         xml = _PHONE.format(user=ext, ring_ms=ring_ms, talk_ms=talk_ms, sdp=_SDP, audio=audio)
         return self._spawn(f"phone{ext}", xml, ["-p", str(self.phone_ports[ext])])
+
+    def carrier(self, *, ring_ms: int, talk_ms: int = 600_000) -> subprocess.Popen[bytes]:
+        """The carrier answers the PBX's next outbound call after ``ring_ms`` (the called
+        number picks up) and hangs up after ``talk_ms``."""
+        audio = tone(self.dir / "carrier.ulaw", 1004)
+        xml = _PHONE.format(user="carrier", ring_ms=ring_ms, talk_ms=talk_ms, sdp=_SDP,
+                            audio=audio)
+        return self._spawn("carrier", xml, ["-p", str(self.carrier_port)])
 
     def call(self, caller: str, did: str, *, talk_ms: int) -> subprocess.Popen[bytes]:
         """The outside caller ``caller`` calls ``did`` through the trunk; hangs up ``talk_ms``

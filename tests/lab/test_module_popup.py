@@ -129,3 +129,94 @@ def test_card_rings_shows_anna_and_transfers_to_manager2(
         assert [t["kind"] for t in journal["transfers"]] == ["crm"]
     finally:
         phones.stop()
+
+
+def test_click_to_call_shows_in_the_card_window(
+    pjsip_office: Office, vtiger: Crm, pinc_for: Any, tmp_path: Path
+) -> None:
+    """vtiger's own click-to-call on Anna's Contact page: pinc originates, 101's phone rings
+    first, then the carrier answers; the card window (view=Card) follows: calling, talking,
+    gone when the carrier hangs up."""
+    need_browser()
+    from playwright.sync_api import expect, sync_playwright
+
+    with CrmWeb(vtiger.url) as web:
+        web.login(vtiger.admin_user, admin_password(vtiger))
+        web.import_module(build_zip(tmp_path))
+    (anna,) = vtiger.sql(
+        "SELECT c.contactid FROM vtiger_contactdetails c JOIN vtiger_crmentity e"
+        " ON e.crmid = c.contactid AND e.deleted = 0"
+        " WHERE c.firstname = 'Anna' AND c.lastname = 'Customer'")
+    run = pinc_for(pjsip_office, vtiger)
+    phones = SipPhones(pjsip_office, tmp_path / "sipp")
+    ARTIFACTS.mkdir(exist_ok=True)
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+            context = browser.new_context(viewport={"width": 1280, "height": 800})
+            page = context.new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            sign_in(page, vtiger, "manager1")
+            window = context.new_page()
+            window.set_viewport_size({"width": 420, "height": 320})
+            window.goto(f"{vtiger.url}/index.php?module=Pinc&view=Card")
+            window.wait_for_function("window.PincCard && window.PincCard.mode === 'socket'",
+                                     timeout=30_000)
+            expect(window.locator(".pinc-window-title")).to_contain_text("(101)")
+            phones.phone("101", ring_ms=2000)
+            phones.carrier(ring_ms=2000, talk_ms=6000)
+            page.goto(f"{vtiger.url}/index.php?module=Contacts&view=Detail"
+                      f"&record={anna['contactid']}")
+            page.locator(".phoneField").first.click()  # vtiger's click-to-call link
+            card = window.locator("#pinc-cards .pinc-card")
+            expect(card).to_have_attribute("data-state", "calling", timeout=15_000)
+            expect(card.locator(".pinc-peer")).to_have_text(ANNA)
+            expect(card.locator(".pinc-name")).to_have_text("Anna Customer", timeout=10_000)
+            window.screenshot(path=str(ARTIFACTS / "module_card_window_calling.png"))
+            expect(card).to_have_attribute("data-state", "talking", timeout=20_000)
+            window.screenshot(path=str(ARTIFACTS / "module_card_window_talking.png"))
+            expect(card).to_have_count(0, timeout=30_000)  # the carrier hung up
+            expect(window.locator(".pinc-empty")).to_be_visible()
+            assert errors == []
+            browser.close()
+        calls = [c for c in run.calls() if c["to"] == ANNA.lstrip("+")]
+        assert calls and calls[-1]["direction"] == "outbound"
+        assert calls[-1]["answered_by"] == "101" and calls[-1]["origin"] == "crm"
+    finally:
+        phones.stop()
+
+
+def test_pinc_down_shows_connector_unreachable_not_a_broken_page(
+    vtiger: Crm, tmp_path: Path
+) -> None:
+    """No pinc on the App URL: the card says so, the CRM's page works on."""
+    need_browser()
+    import socket
+
+    from playwright.sync_api import expect, sync_playwright
+
+    with socket.socket() as probe:
+        if probe.connect_ex(("127.0.0.1", pinc_port(vtiger))) == 0:
+            pytest.skip("something answers on the App URL's port")
+    with CrmWeb(vtiger.url) as web:
+        web.login(vtiger.admin_user, admin_password(vtiger))
+        web.import_module(build_zip(tmp_path))
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(f"{vtiger.url}/index.php")
+        page.fill("#username", "manager1")
+        page.fill("#password", vtiger.env["VTIGER_MANAGER1_PASSWORD"])
+        page.locator("#username").press("Enter")
+        offline = page.locator("#pinc-cards .pinc-offline")
+        expect(offline).to_have_text("Phone connector unreachable: live calls cannot be shown.",
+                                     timeout=20_000)
+        assert page.evaluate("window.PincCard.mode") == "polling"
+        page.goto(f"{vtiger.url}/index.php?module=Contacts&view=List")  # the CRM works on
+        expect(page.locator(".listViewEntries").first).to_be_visible(timeout=20_000)
+        page.screenshot(path=str(ARTIFACTS / "module_pinc_down.png"))
+        assert errors == []
+        browser.close()

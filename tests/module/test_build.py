@@ -43,6 +43,7 @@ def test_the_zip_is_what_module_manager_imports(tmp_path: Path) -> None:
     assert stray == []
     for needed in ("modules/Pinc/resources/pinc.js", "modules/Pinc/actions/Transfer.php",
                    "modules/Pinc/uninstall.php", "settings/views/Status.php",
+                   "modules/Pinc/views/Card.php", "layouts/v7/modules/Pinc/Card.tpl",
                    "layouts/v7/modules/Settings/Pinc/Status.tpl",
                    "languages/ru_ru/Settings/Pinc.php"):
         assert needed in names

@@ -2,6 +2,8 @@
 /* pinc's vtiger module: English strings. JS_ strings go to the live call card. */
 $languageStrings = array(
     'Pinc' => 'pinc connector',
+    'LBL_PINC_CARD_WINDOW' => 'pinc: my calls',
+    'LBL_PINC_NO_CALLS' => 'No call right now.',
     'LBL_PINC_CONNECTOR' => 'pinc connector',
 );
 

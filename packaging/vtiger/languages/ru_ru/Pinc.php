@@ -2,6 +2,8 @@
 /* pinc's vtiger module: Russian strings. JS_ strings go to the live call card. */
 $languageStrings = array(
     'Pinc' => 'Коннектор pinc',
+    'LBL_PINC_CARD_WINDOW' => 'pinc: мои звонки',
+    'LBL_PINC_NO_CALLS' => 'Сейчас звонков нет.',
     'LBL_PINC_CONNECTOR' => 'Коннектор pinc',
 );
 

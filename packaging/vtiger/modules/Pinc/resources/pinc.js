@@ -131,7 +131,8 @@
         connected: false,
         polling: null,
         failures: 0,
-        drawn: [],       // {call, state, at}: when each card appeared (bench/popup.py reads it)
+        drawn: [],       // {call, peer, state, at, named_at}: when each card appeared and when
+                         // the CRM's lookup filled it in (ms since the epoch; bench/popup.py)
         mode: 'starting'
     };
 
@@ -175,15 +176,17 @@
         return null;
     }
 
-    function fillWho($card, view) {
+    function fillWho($card, view, mark) {
         var $who = $card.find('.pinc-who');
         var $owner = $card.find('.pinc-owner');
         if (view.direction === 'internal') {
             $who.text(colleagueName(view.peer) || showNumber(view.peer));
+            mark.named_at = Date.now();
             return;
         }
         $who.text(t('looking_up'));
         lookup(view.peer).done(function (r) {
+            mark.named_at = Date.now();
             $who.empty();
             if (!r.ok) {
                 $who.text('');
@@ -268,13 +271,14 @@
             card.shown[view.id] = $card;
             $card.find('.pinc-peer').text(showNumber(view.peer));
             box().append($card);
-            fillWho($card, view);
             var at = Date.now();
+            var mark = {call: view.id, peer: view.peer, state: view.state, at: at, named_at: null};
             $card.attr('data-drawn-at', at);
-            card.drawn.push({call: view.id, state: view.state, at: at});
+            card.drawn.push(mark);
             if (card.drawn.length > 5000) {
                 card.drawn.splice(0, 1000);
             }
+            fillWho($card, view, mark);
         }
         if ($card.attr('data-state') !== view.state) {
             $card.attr('data-state', view.state).attr('data-state-at', Date.now());
@@ -497,7 +501,9 @@
     }
 
     $(function () {
-        $('<link rel="stylesheet" type="text/css">').attr('href', scriptBase() + 'pinc.css').appendTo('head');
+        if (!$('body').hasClass('pinc-window')) {  // the card window links its own
+            $('<link rel="stylesheet" type="text/css">').attr('href', scriptBase() + 'pinc.css').appendTo('head');
+        }
         var query = window.location.search;
         if (/[?&]module=PBXManager(&|$)/.test(query)) {
             if (/[?&]parent=Settings(&|$)/.test(query)) {
