@@ -315,9 +315,9 @@ def main() -> int:
                 for user, _ in users:
                     page = browser.new_context().new_page()
                     page.goto(f"{crm.url}/index.php")
-                    page.fill("#username", user)
-                    page.fill("#password", PASSWORD)
-                    page.locator("#username").press("Enter")
+                    page.fill("#loginFormDiv #username", user)
+                    page.fill("#loginFormDiv #password", PASSWORD)
+                    page.locator("#loginFormDiv #username").press("Enter")
                     page.wait_for_url("**/index.php**", timeout=60_000)
                     if args.page == "card":
                         page.goto(f"{crm.url}/index.php?module=Pinc&view=Card")

@@ -83,9 +83,9 @@ def uninstall(crm: Crm) -> str:
 def sign_in(page: Any, crm: Crm, user: str) -> None:
     """The CRM's login form in Chromium; returns once the card's socket is connected."""
     page.goto(f"{crm.url}/index.php")
-    page.fill("#username", user)
-    page.fill("#password", user_password(crm, user))
-    page.locator("#username").press("Enter")
+    page.fill("#loginFormDiv #username", user)
+    page.fill("#loginFormDiv #password", user_password(crm, user))
+    page.locator("#loginFormDiv #username").press("Enter")
     page.wait_for_function("window.PincCard && window.PincCard.mode === 'socket'",
                            timeout=30_000)
 

@@ -6,8 +6,9 @@
 4. Transfer to 102 from the card: Asterisk bridges the caller with 102;
 5. the call's row in vtiger ends owned by manager2.
 
-Screenshots go to tests/artifacts/module_popup_*.png. Needs PINC_LAB with the PJSIP office
-and vtiger up; skips cleanly otherwise (see tests/lab/README.md).
+The same in SalesPlatform 7.2 ("Звонки"). Screenshots go to tests/artifacts/module_popup_*.png.
+Needs PINC_LAB with the PJSIP office and the CRM up; skips cleanly otherwise (see
+tests/lab/README.md).
 """
 
 from __future__ import annotations
@@ -67,9 +68,12 @@ def crm_row(crm: Crm, call_id: str) -> list[dict[str, str]]:
     )
 
 
+@pytest.mark.parametrize("kind", ["vtiger", "salesplatform"])
 def test_card_rings_shows_anna_and_transfers_to_manager2(
-    pjsip_office: Office, vtiger: Crm, pinc_for: Any, tmp_path: Path
+    pjsip_office: Office, kind: str, request: pytest.FixtureRequest, pinc_for: Any,
+    tmp_path: Path,
 ) -> None:
+    vtiger: Crm = request.getfixturevalue(kind)  # SalesPlatform: the same module, its rows
     need_browser()
     from playwright.sync_api import expect, sync_playwright
 
@@ -96,19 +100,19 @@ def test_card_rings_shows_anna_and_transfers_to_manager2(
             expect(card.locator(".pinc-peer")).to_have_text(ANNA)
             # 3. The CRM's own lookup names the caller.
             expect(card.locator(".pinc-name")).to_have_text("Anna Customer", timeout=10_000)
-            page.screenshot(path=str(ARTIFACTS / "module_popup_1_ringing.png"))
+            page.screenshot(path=str(ARTIFACTS / f"module_popup_{kind}_1_ringing.png"))
             expect(card).to_have_attribute("data-state", "talking", timeout=15_000)
             expect(card.locator(".pinc-owner")).to_contain_text("(101)")
             call_id = card.get_attribute("data-call-id")
             assert call_id
-            page.screenshot(path=str(ARTIFACTS / "module_popup_2_talking.png"))
+            page.screenshot(path=str(ARTIFACTS / f"module_popup_{kind}_2_talking.png"))
             # 4. Transfer to manager2 (102), blind, from the card.
             card.locator(".pinc-colleague").select_option("102")
             with page.expect_response(lambda r: "action=Transfer" in r.url) as answer:
                 card.locator(".pinc-do-transfer").click()
             assert answer.value.json()["result"] == {
                 "ok": True, "call": call_id, "to": "102", "mode": "blind"}
-            page.screenshot(path=str(ARTIFACTS / "module_popup_3_transferred.png"))
+            page.screenshot(path=str(ARTIFACTS / f"module_popup_{kind}_3_transferred.png"))
             # Asterisk itself: the caller's channel is now bridged with phone 102.
             bridged = wait_for("the caller bridged with 102",
                                lambda: amiquery.bridged_with(pjsip_office, "PJSIP/trunk-"), 20)
@@ -116,11 +120,12 @@ def test_card_rings_shows_anna_and_transfers_to_manager2(
             # 101 is out of the call: its card goes.
             expect(page.locator(f'.pinc-card[data-call-id="{call_id}"]')).to_have_count(
                 0, timeout=15_000)
-            page.screenshot(path=str(ARTIFACTS / "module_popup_4_after.png"))
+            page.screenshot(path=str(ARTIFACTS / f"module_popup_{kind}_4_after.png"))
             assert errors == []
             browser.close()
         caller.wait(60)
-        # 5. The call ends; its row in vtiger is owned by manager2.
+        # 5. The call ends; its row in the CRM is owned by manager2 (SalesPlatform keeps one
+        # row per user: manager1's and manager2's).
         rows = wait_for("the call's row owned by manager2", lambda: [
             r for r in crm_row(vtiger, call_id) if r["owner"] == "manager2"], 60)
         assert rows[0]["direction"] == "inbound"
@@ -208,9 +213,9 @@ def test_pinc_down_shows_connector_unreachable_not_a_broken_page(
         errors: list[str] = []
         page.on("pageerror", lambda e: errors.append(str(e)))
         page.goto(f"{vtiger.url}/index.php")
-        page.fill("#username", "manager1")
-        page.fill("#password", vtiger.env["VTIGER_MANAGER1_PASSWORD"])
-        page.locator("#username").press("Enter")
+        page.fill("#loginFormDiv #username", "manager1")
+        page.fill("#loginFormDiv #password", vtiger.env["VTIGER_MANAGER1_PASSWORD"])
+        page.locator("#loginFormDiv #username").press("Enter")
         offline = page.locator("#pinc-cards .pinc-offline")
         expect(offline).to_have_text("Phone connector unreachable: live calls cannot be shown.",
                                      timeout=20_000)

@@ -56,9 +56,11 @@ def recorded_call(office: Office, crm: Crm, run: PincRun, tmp_path: Path) -> dic
     return call
 
 
+@pytest.mark.parametrize("kind", ["vtiger", "salesplatform"])
 def test_recordings_play_through_the_module_with_seeking(
-    pjsip_office: Office, vtiger: Crm, tmp_path: Path
+    pjsip_office: Office, kind: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
+    vtiger: Crm = request.getfixturevalue(kind)
     need_browser()
     from playwright.sync_api import expect, sync_playwright
 
@@ -86,7 +88,7 @@ def test_recordings_play_through_the_module_with_seeking(
             expect(player).to_have_count(1, timeout=15_000)
             src = player.get_attribute("src")
             assert src == f"index.php?module=Pinc&action=Recording&record={record}"
-            page.screenshot(path=str(ARTIFACTS / "module_recording_list.png"))
+            page.screenshot(path=str(ARTIFACTS / f"module_recording_{kind}_list.png"))
             url = f"{vtiger.url}/{src}"
             head = page.request.get(url, headers={"Range": "bytes=0-99"})
             assert head.status == 206
@@ -99,7 +101,7 @@ def test_recordings_play_through_the_module_with_seeking(
             page.goto(f"{vtiger.url}/index.php?module=PBXManager&view=Detail&record={record}")
             expect(page.locator("audio.pinc-recording")).to_have_count(1, timeout=15_000)
             assert vtiger.secret not in page.content()
-            page.screenshot(path=str(ARTIFACTS / "module_recording_detail.png"))
+            page.screenshot(path=str(ARTIFACTS / f"module_recording_{kind}_detail.png"))
             # manager2 may not see manager1's row: the same 404 as for no row at all.
             other = browser.new_context().new_page()
             sign_in(other, vtiger, "manager2")
