@@ -225,3 +225,26 @@ def test_pinc_down_shows_connector_unreachable_not_a_broken_page(
         page.screenshot(path=str(ARTIFACTS / "module_pinc_down.png"))
         assert errors == []
         browser.close()
+
+
+def test_card_window_says_why_it_stays_empty(vtiger: Crm, tmp_path: Path) -> None:
+    """The administrator has no CRM Phone Extension: no card, and the window says so."""
+    need_browser()
+    from playwright.sync_api import expect, sync_playwright
+
+    with CrmWeb(vtiger.url) as web:
+        web.login(vtiger.admin_user, admin_password(vtiger))
+        web.import_module(build_zip(tmp_path))
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        page = browser.new_page()
+        page.goto(f"{vtiger.url}/index.php")
+        page.fill("#loginFormDiv #username", vtiger.admin_user)
+        page.fill("#loginFormDiv #password", admin_password(vtiger))
+        page.locator("#loginFormDiv #username").press("Enter")
+        page.wait_for_url("**/index.php**")
+        page.goto(f"{vtiger.url}/index.php?module=Pinc&view=Card")
+        expect(page.locator("#pinc-cards .pinc-offline")).to_have_text(
+            "You have no CRM phone extension.", timeout=15_000)
+        assert page.evaluate("window.PincCard.mode") == "off:no_extension"
+        browser.close()

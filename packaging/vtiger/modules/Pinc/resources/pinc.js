@@ -423,6 +423,11 @@
         post('Start').done(function (r) {
             if (!r.ok) {
                 card.mode = 'off:' + r.error;
+                if ($('body').hasClass('pinc-window')) {  // the card window says why it stays empty
+                    card.strings = $.isPlainObject(r.strings) ? r.strings : {};
+                    $('<div class="pinc-offline" role="status"></div>').text(t('err_' + r.error))
+                        .prependTo(box());
+                }
                 return;  // no extension, not permitted or not configured: no card
             }
             card.ext = r.ext;
