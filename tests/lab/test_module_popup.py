@@ -248,3 +248,50 @@ def test_card_window_says_why_it_stays_empty(vtiger: Crm, tmp_path: Path) -> Non
             "You have no CRM phone extension.", timeout=15_000)
         assert page.evaluate("window.PincCard.mode") == "off:no_extension"
         browser.close()
+
+
+def test_attended_transfer_from_the_card(
+    pjsip_office: Office, vtiger: Crm, pinc_for: Any, tmp_path: Path
+) -> None:
+    """Attended: manager1 consults 102 from the card (Atxfer); 102 answers, 101 hangs up,
+    and Asterisk bridges the caller with 102."""
+    need_browser()
+    from playwright.sync_api import expect, sync_playwright
+
+    with CrmWeb(vtiger.url) as web:
+        web.login(vtiger.admin_user, admin_password(vtiger))
+        web.import_module(build_zip(tmp_path))
+    run = pinc_for(pjsip_office, vtiger)
+    phones = SipPhones(pjsip_office, tmp_path / "sipp")
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+            page = browser.new_page(viewport={"width": 1280, "height": 800})
+            sign_in(page, vtiger, "manager1")
+            phones.phone("101", ring_ms=2000, talk_ms=12_000)  # 101 hangs up 12 s after answering
+            phones.phone("102", ring_ms=2000)
+            caller = phones.call(ANNA, DIRECT + "01", talk_ms=30_000)
+            card = page.locator("#pinc-cards .pinc-card")
+            expect(card).to_have_attribute("data-state", "talking", timeout=20_000)
+            call_id = card.get_attribute("data-call-id")
+            card.locator(".pinc-colleague").select_option("102")
+            card.locator('input[type="radio"][value="attended"]').check()
+            with page.expect_response(lambda r: "action=Transfer" in r.url) as answer:
+                card.locator(".pinc-do-transfer").click()
+            assert answer.value.json()["result"]["mode"] == "attended"
+            expect(card.locator(".pinc-note")).to_have_text("Transfer sent", timeout=10_000)
+            page.screenshot(path=str(ARTIFACTS / "module_popup_attended_consulting.png"))
+            bridged = wait_for("the caller bridged with 102 once 101 hung up",
+                               lambda: amiquery.bridged_with(pjsip_office, "PJSIP/trunk-"), 40)
+            assert any(ch.startswith("PJSIP/102-") for ch in bridged), bridged
+            expect(page.locator(f'.pinc-card[data-call-id="{call_id}"]')).to_have_count(
+                0, timeout=20_000)
+            browser.close()
+        caller.wait(60)
+        (journal,) = wait_for("the call's end in the journal", lambda: [
+            c for c in run.calls() if c["id"] == call_id and c["status"] == "completed"], 30)
+        assert journal["answered_by"] == "102"
+        assert [(t["kind"], t["from"], t["to"]) for t in journal["transfers"]] == [
+            ("crm", "101", "102")]
+    finally:
+        phones.stop()
