@@ -295,3 +295,61 @@ def test_attended_transfer_from_the_card(
             ("crm", "101", "102")]
     finally:
         phones.stop()
+
+
+def save_browser_url(web: CrmWeb, url: str) -> None:
+    """The module's one setting, through its Settings page's form."""
+    web.page("/index.php?module=Pinc&parent=Settings&view=Status")
+    response = web.post({"module": "Pinc", "parent": "Settings", "action": "Save",
+                         "browser_url": url})
+    assert response.status_code in (302, 303), response.status_code
+    assert "saved=ok" in response.headers["Location"]
+
+
+def test_card_falls_back_to_polling_when_the_socket_cannot_connect(
+    pjsip_office: Office, vtiger: Crm, pinc_for: Any, tmp_path: Path
+) -> None:
+    """Browsers cannot reach pinc (its URL for browsers leads nowhere), the CRM server can:
+    the card asks the module every 2 s, the module asks pinc, and the call still shows."""
+    need_browser()
+    import socket
+
+    from playwright.sync_api import expect, sync_playwright
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        nowhere = f"http://127.0.0.1:{s.getsockname()[1]}"  # closed again: nothing listens
+    with CrmWeb(vtiger.url) as web:
+        web.login(vtiger.admin_user, admin_password(vtiger))
+        web.import_module(build_zip(tmp_path))
+        save_browser_url(web, nowhere)
+        try:
+            pinc_for(pjsip_office, vtiger)
+            phones = SipPhones(pjsip_office, tmp_path / "sipp")
+            try:
+                with sync_playwright() as p:
+                    browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS,
+                                                headless=True)
+                    page = browser.new_page(viewport={"width": 1280, "height": 800})
+                    page.goto(f"{vtiger.url}/index.php")
+                    page.fill("#loginFormDiv #username", "manager1")
+                    page.fill("#loginFormDiv #password", vtiger.env["VTIGER_MANAGER1_PASSWORD"])
+                    page.locator("#loginFormDiv #username").press("Enter")
+                    page.wait_for_function("window.PincCard && PincCard.mode === 'polling'",
+                                           timeout=30_000)
+                    phones.phone("101", ring_ms=6000)
+                    phones.call(ANNA, DIRECT + "01", talk_ms=3000)
+                    card = page.locator("#pinc-cards .pinc-card")
+                    expect(card).to_have_attribute("data-state", "ringing", timeout=15_000)
+                    expect(card.locator(".pinc-name")).to_have_text("Anna Customer",
+                                                                    timeout=10_000)
+                    expect(card).to_have_attribute("data-state", "talking", timeout=15_000)
+                    expect(page.locator("#pinc-cards .pinc-offline")).to_have_count(0)
+                    assert page.evaluate("window.PincCard.mode") == "polling"
+                    page.screenshot(path=str(ARTIFACTS / "module_popup_polling.png"))
+                    expect(card).to_have_count(0, timeout=20_000)  # the caller hung up
+                    browser.close()
+            finally:
+                phones.stop()
+        finally:
+            save_browser_url(web, "")
