@@ -28,7 +28,7 @@ def registered(crm: Crm) -> dict[str, int]:
             "SELECT linkid FROM vtiger_links WHERE tabid = 0 AND linktype = 'HEADERSCRIPT'"
             " AND linkurl LIKE 'modules/Pinc/resources/pinc.js%'")),
         "settings": len(crm.sql(
-            "SELECT fieldid FROM vtiger_settings_field WHERE name = 'LBL_PINC_CONNECTOR'")),
+            "SELECT fieldid FROM vtiger_settings_field WHERE name = 'pinc connector'")),
         "table": len(crm.sql("SHOW TABLES LIKE 'vtiger_pinc_settings'")),
     }
 
@@ -88,3 +88,44 @@ def test_settings_page_shows_the_connector_state(
         assert 'data-pinc-state="ok"' in up, up[up.find("pinc-status-page"):][:3000]
         assert "22.10.1" in up  # Asterisk's version, as pinc saw it over AMI
         assert crm.secret not in up
+
+
+def test_pbxmanager_settings_page_shows_the_connector_state(
+    crm: Crm, pjsip_office: Office, tmp_path: Path
+) -> None:
+    """The calls module's own settings page (PBXManager / "Звонки") gets a panel with the
+    connector's state, asked of pinc when the page opens."""
+    from tests.lab.modulelab import ARGS, ARTIFACTS, CHROMIUM, need_browser
+
+    need_browser()
+    from playwright.sync_api import expect, sync_playwright
+
+    with CrmWeb(crm.url) as web:
+        web.login(crm.admin_user, admin_password(crm))
+        web.import_module(build_zip(tmp_path))
+    config = office_config(
+        pjsip_office, tmp_path, web={"listen": f"127.0.0.1:{pinc_port(crm)}"},
+        crm={"profile": crm.kind, "url": crm.url, "secret": crm.secret,
+             "timezone": crm.default_timezone})
+    settings = f"{crm.url}/index.php?module=PBXManager&parent=Settings&view=Index"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        page.goto(f"{crm.url}/index.php")
+        page.fill("#loginFormDiv #username", crm.admin_user)
+        page.fill("#loginFormDiv #password", admin_password(crm))
+        page.locator("#loginFormDiv #username").press("Enter")
+        page.wait_for_url("**/index.php**")
+        page.goto(settings)
+        expect(page.locator('#pinc-status [data-pinc-problem="unreachable"]')).to_be_visible(
+            timeout=15_000)
+        run = PincRun(config, tmp_path / "pinc")
+        try:
+            run.start()
+            page.goto(settings)
+            expect(page.locator('#pinc-status [data-pinc-state="ok"]')).to_be_visible(
+                timeout=15_000)
+            page.screenshot(path=str(ARTIFACTS / f"module_status_{crm.kind}.png"))
+        finally:
+            assert run.stop() == 0, run.log()[-3000:]
+        browser.close()

@@ -15,7 +15,9 @@ class Pinc {
     const VERSION = '@VERSION@';
     const LINK_LABEL = 'pinc live call card';
     const SCRIPT = 'modules/Pinc/resources/pinc.js';
-    const SETTINGS_NAME = 'LBL_PINC_CONNECTOR';
+    // The Settings menu translates its entries with the page's own module's strings, which
+    // know nothing of this module: a plain name reads right on every Settings page.
+    const SETTINGS_NAME = 'pinc connector';
     const SETTINGS_URL = 'index.php?module=Pinc&parent=Settings&view=Status';
 
     /** vtlib calls this on module.postinstall, .enabled, .disabled, .preuninstall, .preupdate, .postupdate. */
@@ -52,7 +54,8 @@ class Pinc {
         $db = PearDatabase::getInstance();
         $db->pquery('DELETE FROM vtiger_links WHERE tabid = 0 AND linktype = ? AND linklabel = ?',
             array('HEADERSCRIPT', self::LINK_LABEL));
-        $db->pquery('DELETE FROM vtiger_settings_field WHERE name = ?', array(self::SETTINGS_NAME));
+        $db->pquery('DELETE FROM vtiger_settings_field WHERE name IN (?, ?)',
+            array(self::SETTINGS_NAME, 'LBL_PINC_CONNECTOR'));  // and a development build's name
     }
 
     /**
