@@ -72,7 +72,7 @@ secret = "bench"
 path = "{directory / "pinc.db"}"
 [web]
 listen = "127.0.0.1:{port}"
-token = "benchtoken"
+token = "bench-token-0123456789"  # pinc refuses tokens under 16 characters
 [agi]
 listen = "127.0.0.1:0"
 [log]

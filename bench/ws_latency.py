@@ -47,7 +47,7 @@ from pinc.web.server import WebServer
 
 ROOT = Path(__file__).resolve().parent.parent
 LOAD = ROOT / "tests" / "fixtures" / "asterisk-local" / "concurrent_load.ami"
-TOKEN = "bench-token"
+TOKEN = "bench-token-0123456789"
 
 
 class _Router:

@@ -20,7 +20,7 @@ import trio
 
 from pinc.agi.server import AgiServer
 from pinc.ami.client import AmiClient
-from pinc.config import Config, ConfigError, parse_listen
+from pinc.config import Config, ConfigError, parse_listen, redact_url
 from pinc.crm.delivery import DeliveryWorker
 from pinc.crm.vtiger import VtigerWebservice, make_outbox_hook
 from pinc.feed import FeedHub
@@ -31,6 +31,7 @@ from pinc.runtime.gcpacing import GcPacer
 from pinc.runtime.logs import setup_logging
 from pinc.runtime.pdeathsig import die_with_parent_if_frozen
 from pinc.runtime.timeslice import TimeSlicer
+from pinc.secret_rules import weak_secrets
 from pinc.services import Services
 from pinc.web.server import WebServer
 
@@ -67,6 +68,9 @@ class _NoCrm:
 
 async def serve(config: Config, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
     """Run every service until cancelled; ``task_status.started(ServeHandle)`` once ready."""
+    problems = weak_secrets(config)
+    if problems:  # before anything listens: a guessable secret must never be served
+        raise StartupError("; ".join(problems))
 
     feed = FeedHub()
     journal = Journal(config, feed)
@@ -142,7 +146,7 @@ async def _start_services(
         "connected" if ami_status.get("connected") else "not connected yet",
         handle.agi_port,
         handle.web_port,
-        config.crm.url or "off",
+        redact_url(config.crm.url) or "off",
     )
     # Last: it freezes what start-up built, then keeps full collections short.
     await nursery.start(GcPacer().run)

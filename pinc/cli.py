@@ -15,6 +15,7 @@ import click
 
 from pinc import __version__
 from pinc.config import Config, ConfigError, load_config
+from pinc.secret_rules import weak_secrets
 
 CONFIG_HELP = "Configuration file (default /etc/pinc/pinc.toml if it exists)."
 
@@ -64,6 +65,11 @@ def check(config_path: str | None, connect: bool, as_json: bool) -> None:
             for key, value in values.items():
                 click.echo(f"{key} = {json.dumps(value, ensure_ascii=False)}")
             click.echo()
+    problems = weak_secrets(config)
+    for problem in problems:
+        click.echo(f"error: {problem}", err=True)
+    if problems:
+        sys.exit(2)
     if connect:
         from pinc.ami.client import check_connection
 

@@ -18,6 +18,24 @@ from typing import Any, get_origin, get_type_hints
 
 DEFAULT_CONFIG_PATH = Path("/etc/pinc/pinc.toml")
 SECRET_KEYS = frozenset({"secret", "token", "access_key"})
+URL_KEYS = frozenset({"url", "public_url"})
+URL_FIELDS = (("crm", "url"), ("web", "public_url"))
+# scheme://user:password@ in any text: the credentials part
+_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@]+@")
+
+
+def redact_url(text: str) -> str:
+    """``https://user:pass@host/`` -> ``https://***@host/``, in a URL or any text."""
+    return _USERINFO.sub(r"\1***@", text)
+
+
+def _url_password(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    try:
+        return urlsplit(url).password or ""
+    except ValueError:
+        return ""
 
 
 class ConfigError(Exception):
@@ -53,6 +71,10 @@ class PbxConfig:
     originate_context: str = "from-internal"
     originate_timeout: float = 30.0
     stale_call_seconds: int = 4 * 3600  # a call with no event this long is closed
+    originate_contexts: tuple[str, ...] = ()  # contexts a request may name; empty: the default
+    dial_patterns: tuple[str, ...] = ()  # numbers pinc may dial; empty: national numbers
+    originate_per_minute_ext: int = 10  # originates and transfers per extension per minute
+    originate_per_minute: int = 120  # ... and in all
 
 
 @dataclass(frozen=True)
@@ -75,6 +97,8 @@ class WebConfig:
     metrics_public: bool = False  # /metrics without a token from any address
     max_body: int = 65_536
     session_hours: float = 12.0  # a dashboard sign-in lasts this long (or until sign-out)
+    auth_failures_per_minute: int = 20  # failed credentials a client may send; 0: no limit
+    hosts: tuple[str, ...] = ()  # more host names pinc answers to (Host header)
 
 
 @dataclass(frozen=True)
@@ -86,6 +110,7 @@ class AgiConfig:
     var_responsible: str = "PINC_RESPONSIBLE"
     var_user: str = "PINC_RESPONSIBLE_USER"
     var_customer: str = "PINC_CUSTOMER_NAME"
+    max_sessions_per_peer: int = 500  # concurrent sessions from one address
 
 
 @dataclass(frozen=True)
@@ -103,6 +128,7 @@ class CrmConfig:
     retry_max: float = 300.0
     dead_letter_hours: float = 72.0
     allow_from: tuple[str, ...] = ()  # who may send crm.secret; empty: loopback + url's host
+    origins: tuple[str, ...] = ()  # the CRM's pages' origins, for /ws with a ticket; empty: url's
 
 
 @dataclass(frozen=True)
@@ -152,6 +178,8 @@ class Config:
                 value = getattr(section, f.name)
                 if masked and f.name in SECRET_KEYS and value:
                     value = "********"
+                elif masked and f.name in URL_KEYS and isinstance(value, str):
+                    value = redact_url(value)
                 if isinstance(value, tuple):
                     value = list(value)
                 values[f.name] = value
@@ -166,6 +194,8 @@ class Config:
             for f in fields(getattr(self, name))
             if f.name in SECRET_KEYS
         ]
+        # a password inside a URL (https://user:pass@crm.example/) is a secret too
+        found += [_url_password(getattr(getattr(self, n), k)) for n, k in URL_FIELDS]
         return [s for s in found if s]
 
 
@@ -248,8 +278,33 @@ def _validate(where: str, section: str, key: str, value: Any) -> None:
             re.compile(value)
         except re.error as exc:
             raise ConfigError(f"{where}: {section}.{key} is not a valid regex: {exc}") from None
+    if (section, key) == ("pbx", "dial_patterns"):
+        for pattern in value:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ConfigError(
+                    f"{where}: pbx.dial_patterns: {pattern!r} is not a valid regex: {exc}"
+                ) from None
+    if (section, key) == ("pbx", "originate_contexts"):
+        for name in value:
+            if not re.fullmatch(r"[A-Za-z0-9_-]{1,80}", name):
+                raise ConfigError(
+                    f"{where}: pbx.originate_contexts: {name!r} is not a dialplan context name"
+                )
     if (section, key) == ("crm", "allow_from"):
         _check_allow_from(where, value)
+    if (section, key) == ("crm", "origins"):
+        for origin in value:
+            if not re.fullmatch(r"https?://[^\s/?#@]+/?", origin.strip()):
+                raise ConfigError(
+                    f"{where}: crm.origins entries are origins such as "
+                    f"https://crm.example.com, got {origin!r}"
+                )
+    if (section, key) == ("web", "hosts"):
+        for host in value:
+            if not re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,252})", host.strip()):
+                raise ConfigError(f"{where}: web.hosts entries are host names, got {host!r}")
     if key in ("url", "public_url") and value and not re.match(r"^https?://[^\s/]+", value):
         raise ConfigError(f"{where}: {section}.{key} must be an http(s):// URL, got {value!r}")
     if key == "timezone" and value:

@@ -66,6 +66,17 @@ KEY_HELP: dict[tuple[str, str], str] = {
     "number (vtiger's outbound context, when it sends none).",
     ("pbx", "originate_timeout"): "Seconds the employee's phone rings on click-to-call.",
     ("pbx", "stale_call_seconds"): "A call with no event for this long is closed (lost events).",
+    ("pbx", "originate_contexts"): "Contexts a click-to-call request may name (vtiger sends "
+    "its outbound context); any other is ignored for originate_context. Empty: "
+    "originate_context alone.",
+    ("pbx", "dial_patterns"): "Regexes (whole match, on the digits) of the numbers pinc "
+    "may dial for click-to-call and transfer to. Empty: national numbers "
+    "([routing] country_code or trunk_prefix, then national_length digits, or those digits "
+    "alone). International or short numbers need a pattern, e.g. ['810\\d{6,15}', "
+    "'1\\d{2}'].",
+    ("pbx", "originate_per_minute_ext"): "Click-to-calls and transfers one extension may "
+    "ask for per minute (more: 429).",
+    ("pbx", "originate_per_minute"): "Click-to-calls and transfers per minute in all.",
     ("journal", "path"): "SQLite file. Empty: /var/lib/pinc/pinc.db if writable, "
     "else ./pinc-data/pinc.db.",
     ("journal", "synchronous"): 'SQLite durability: "normal" (WAL; survives a crash of pinc) '
@@ -85,15 +96,25 @@ KEY_HELP: dict[tuple[str, str], str] = {
     ("web", "metrics_public"): "Serve /metrics without a token to any address "
     "(otherwise the bearer token is required, from loopback too).",
     ("web", "max_body"): "Largest request body accepted, in bytes.",
+    ("web", "auth_failures_per_minute"): "Failed secrets, tokens, links or tickets one "
+    "client may send in a minute; past that it gets 429 (GET /ping apart) until the minute "
+    "has passed. 0: no limit.",
+    ("web", "hosts"): "More host names pinc answers to, besides IP addresses, localhost and "
+    "the hosts of public_url and listen (e.g. the internal name vtiger's server uses). A "
+    "request naming any other host gets 421 (DNS rebinding).",
     ("web", "session_hours"): "Hours a dashboard sign-in lasts (until sign-out at most). "
     "Sessions live in pinc's memory: a restart signs everyone out.",
     ("agi", "listen"): "host:port of the FastAGI server; keep it on loopback on the PBX.",
     ("agi", "session_timeout"): "Seconds a whole AGI session may take (the dialplan waits).",
     ("agi", "read_timeout"): "Seconds to wait for each line from Asterisk.",
-    ("agi", "max_sessions"): "Concurrent AGI sessions; more are refused at once.",
+    ("agi", "max_sessions"): "Concurrent AGI sessions (see max_sessions_per_peer).",
     ("agi", "var_responsible"): "Channel variable set to the responsible manager's extension.",
     ("agi", "var_user"): "Channel variable set to the responsible manager's CRM user name.",
     ("agi", "var_customer"): "Channel variable set to the customer's name.",
+    ("agi", "max_sessions_per_peer"): "Concurrent AGI sessions from one address. When this "
+    "or max_sessions is reached, a new connection takes the place of the oldest one that "
+    "has not sent its AGI environment yet (idle sockets cannot starve Asterisk); with none "
+    "such, it is refused.",
     ("crm", "profile"): '"vtiger" (stock vtiger 7/8 PBXManager) or "salesplatform" '
     '(SalesPlatform "Звонки").',
     ("crm", "url"): "vtiger's base URL, e.g. https://crm.example/vtigercrm. Empty: no CRM.",
@@ -110,6 +131,9 @@ KEY_HELP: dict[tuple[str, str], str] = {
     ("crm", "retry_max"): "Longest retry delay in seconds.",
     ("crm", "dead_letter_hours"): "A callback still failing after this many hours is dead "
     "(see `pinc outbox list --dead`).",
+    ("crm", "origins"): "Origins of the CRM's web pages as browsers reach them "
+    '(e.g. "https://crm.example.com"), allowed to open /ws with a ticket of pinc\'s vtiger '
+    "module (its popup card). Empty: the origin of url.",
     ("crm", "allow_from"): "Addresses that may send crm.secret (click-to-call, /transfer, "
     "/responsible, SalesPlatform's ListenRecord, the module's /ping): IPs, networks "
     '("10.0.0.0/24") or host names. Empty: loopback plus the addresses of url\'s host. '

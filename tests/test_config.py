@@ -102,12 +102,12 @@ def test_parse_listen() -> None:
 def test_check_masks_secrets(tmp_path: Path) -> None:
     path = write(
         tmp_path,
-        "[ami]\nsecret = 'ami-secret-1'\n[crm]\nsecret = 'crm-secret-2'\n"
-        "access_key = 'key-3'\n[web]\ntoken = 'tok-4'\n",
+        "[ami]\nsecret = 'ami-secret-1'\n[crm]\nsecret = 'crm-secret-2-long'\n"
+        "access_key = 'key-3'\n[web]\ntoken = 'tok-4-long-enough'\n",
     )
     result = CliRunner().invoke(main, ["check", "--config", str(path)], env={})
     assert result.exit_code == 0, result.output
-    for secret in ("ami-secret-1", "crm-secret-2", "key-3", "tok-4"):
+    for secret in ("ami-secret-1", "crm-secret-2-long", "key-3", "tok-4-long-enough"):
         assert secret not in result.output
     assert "********" in result.output
     as_json = CliRunner().invoke(main, ["check", "--json", "--config", str(path)], env={})

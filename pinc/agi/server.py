@@ -86,6 +86,8 @@ class _Session:
         self.read_slack = read_timeout / 20
         self.waiting_for = ""
         self.result = "ok"
+        self.ip = ""  # the peer's address, for the per-peer limit
+        self.evicted = False  # its slot was given to a newer connection
 
     @property
     def peer(self) -> str:
@@ -164,6 +166,11 @@ class AgiServer:
         self.router = router
         self.port: int | None = None
         self.active = 0
+        self._per_peer: dict[str, int] = {}
+        # Sessions that have not sent their environment yet, oldest first: the ones a new
+        # connection may displace when the server or its peer is full. Asterisk sends the
+        # environment at once, so only an idle (or hostile) socket stays here for long.
+        self._waiting: dict[_Session, None] = {}
         self._cached = router.cached if isinstance(router, CachedRouter) else None
         self._extension = re.compile(config.pbx.extension_pattern)
         self._routes: dict[str, Handler] = {
@@ -182,14 +189,47 @@ class AgiServer:
     def statistics(self) -> dict[str, int | None]:
         return {"port": self.port, "active": self.active}
 
+    def _admit(self, session: _Session) -> bool:
+        """Take a slot for ``session``, displacing an idle one if the server or the peer is
+        full; False when there is no slot to give (then the session is refused)."""
+        agi = self.config.agi
+        peer_full = self._per_peer.get(session.ip, 0) >= agi.max_sessions_per_peer
+        if self.active >= agi.max_sessions or peer_full:
+            idle = next((s for s in self._waiting if not peer_full or s.ip == session.ip), None)
+            if idle is None:
+                return False
+            self._release(idle)
+            idle.evicted = True
+            idle.scope.cancel()
+            _count("evicted")
+            log.warning("agi %s: no environment yet and the %s is full: dropped for a new one",
+                        idle.peer, "peer" if peer_full else "server")
+        self.active += 1
+        self._per_peer[session.ip] = self._per_peer.get(session.ip, 0) + 1
+        self._waiting[session] = None
+        return True
+
+    def _release(self, session: _Session) -> None:
+        self._waiting.pop(session, None)
+        self.active -= 1
+        left = self._per_peer.get(session.ip, 1) - 1
+        if left > 0:
+            self._per_peer[session.ip] = left
+        else:
+            self._per_peer.pop(session.ip, None)
+
     async def _handle(self, stream: trio.SocketStream) -> None:
         session = _Session(stream, self.config.agi.read_timeout)
-        if self.active >= self.config.agi.max_sessions:
+        try:
+            session.ip = str(stream.socket.getpeername()[0])
+        except (OSError, IndexError):
+            session.ip = "?"
+        if not self._admit(session):
             # Refused at once: the dialplan falls back now rather than after a wait in line.
             _count("refused")
-            log.warning("agi %s: %d sessions open, refusing", session.peer, self.active)
+            log.warning("agi %s: %d sessions open (%d from this address), refusing",
+                        session.peer, self.active, self._per_peer.get(session.ip, 0))
             return  # trio.serve_tcp closes the stream when the handler returns
-        self.active += 1
         try:
             await self._session(session)
         except Exception:
@@ -197,8 +237,11 @@ class AgiServer:
             log.exception("agi %s: session failed", session.peer)
         finally:
             # No close here: trio.serve_tcp closes the stream (aclose_forcefully) after us.
-            self.active -= 1
-            _count(session.result)
+            if session.evicted:
+                session.result = "evicted"  # counted when it was displaced
+            else:
+                self._release(session)
+                _count(session.result)
 
     async def _session(self, session: _Session) -> None:
         session.session_end = trio.current_time() + self.config.agi.session_timeout
@@ -212,7 +255,7 @@ class AgiServer:
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
                 session.result = "closed"
                 log.info("agi %s: connection lost: %s", session.peer, exc)
-        if session.scope.cancelled_caught:
+        if session.scope.cancelled_caught and not session.evicted:
             session.result = "timeout"
             if trio.current_time() >= session.session_end:
                 log.info(
@@ -255,6 +298,7 @@ class AgiServer:
 
     async def _dialogue(self, session: _Session) -> None:
         env = await session.environment()
+        self._waiting.pop(session, None)  # a real dialogue now: no longer displaceable
         handler = self._routes.get(env.script)
         if handler is None:
             session.result = "unknown"

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, quote
+from urllib.parse import parse_qs
 from zoneinfo import ZoneInfo
 
 from pinc.calls.model import CallChange
@@ -118,10 +118,9 @@ def recording_link(config: Config, call_id: str) -> str | None:
     if not base or not config.crm.secret:
         return None
     try:
-        sig = tickets.signature(config.crm.secret, tickets.RECORDING, call_id)
+        link = f"{base}/recording?{tickets.recording_query(config.crm.secret, call_id)}"
     except ValueError:  # not a call id a ticket can name
         return None
-    link = f"{base}/recording?id={quote(call_id, safe='')}&sig={sig}"
     return link if len(link) <= RECORDING_URL_MAX else None
 
 
@@ -438,10 +437,9 @@ def _signed_legacy_link(link: str, crm: CrmConfig) -> str:
     if not ids or not crm.secret:
         return f"{head}/recording?{query}"
     try:
-        sig = tickets.signature(crm.secret, tickets.RECORDING, ids[0])
+        return f"{head}/recording?{tickets.recording_query(crm.secret, ids[0])}"
     except ValueError:
         return f"{head}/recording?{query}"
-    return f"{head}/recording?{query}&sig={sig}"
 
 
 # --- the journal batch hook ----------------------------------------------------------

@@ -7,13 +7,14 @@ import sys
 from collections.abc import Iterable
 from typing import TextIO
 
-from pinc.config import Config
+from pinc.config import Config, redact_url
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 class SecretFilter(logging.Filter):
-    """Replaces any configured secret that appears in a record with ``********``.
+    """Replaces any configured secret that appears in a record with ``********``, and
+    the credentials of any ``scheme://user:password@`` URL with ``***``.
 
     Code never logs secrets on purpose; this is the second line of defence for a
     value echoed back by a peer (a URL with a query string, an exception message).
@@ -24,10 +25,8 @@ class SecretFilter(logging.Filter):
         self.secrets = sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True)
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if not self.secrets:
-            return True
         message = record.getMessage()
-        scrubbed = message
+        scrubbed = redact_url(message) if "@" in message else message
         for secret in self.secrets:
             if secret in scrubbed:
                 scrubbed = scrubbed.replace(secret, "********")
@@ -38,7 +37,7 @@ class SecretFilter(logging.Filter):
             text = logging.Formatter().formatException(record.exc_info)
             for secret in self.secrets:
                 text = text.replace(secret, "********")
-            record.exc_text = text
+            record.exc_text = redact_url(text)
         return True
 
 

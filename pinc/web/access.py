@@ -134,5 +134,8 @@ async def resolve_peers(allow_from: Iterable[str], crm_url: str) -> CrmPeers:
     for entry in entries:
         net = parse_entry(entry)
         networks.extend([net] if net is not None else await _resolve(entry))
-    unique = tuple(dict.fromkeys(networks))
-    return CrmPeers(unique, described)
+    unique = list(dict.fromkeys(networks))
+    # 127.0.0.1/32 of a CRM on the same host is inside the loopback network already
+    kept = [n for n in unique if not any(
+        o is not n and o.version == n.version and n.subnet_of(o) for o in unique)]  # type: ignore[arg-type]
+    return CrmPeers(tuple(kept), described)

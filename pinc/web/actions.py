@@ -18,6 +18,14 @@ import trio
 from pinc.services import ActionResult, Services
 
 log = logging.getLogger(__name__)
+audit_log = logging.getLogger("pinc.audit")
+
+
+def audit(action: str, *, who: str, address: str | None, result: str, **fields: object) -> None:
+    """The one audit line of an originate or a transfer: who asked, from where, what was
+    dialled, in which context, and what pinc did (``pinc.audit`` logger)."""
+    details = " ".join(f"{k}={v}" for k, v in fields.items() if v not in (None, ""))
+    audit_log.info("%s by=%s addr=%s %s result=%s", action, who, address or "?", details, result)
 
 
 @dataclass(frozen=True)

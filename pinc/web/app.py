@@ -20,11 +20,14 @@ from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
 from pinc import __version__, metrics
-from pinc.config import parse_listen
+from pinc.config import Config, parse_listen
 from pinc.services import Services
 from pinc.web.access import LOOPBACK, CrmPeers, literal_peers
+from pinc.web.auth import throttle_key
+from pinc.web.dialpolicy import DialPolicy
 from pinc.web.origins import STATE_CHANGING, Origins
 from pinc.web.sessions import Sessions
+from pinc.web.throttle import Throttle
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +44,8 @@ class WebState:
     crm_peers: CrmPeers = field(default_factory=lambda: CrmPeers(LOOPBACK, "loopback"))
     sessions: Sessions = field(default_factory=lambda: Sessions(12 * 3600.0))
     origins: Origins = field(default_factory=lambda: Origins.from_config("", "", ""))
+    policy: DialPolicy = field(default_factory=lambda: DialPolicy(Config()))
+    throttle: Throttle = field(default_factory=Throttle)
 
     @property
     def master(self) -> str:
@@ -76,11 +81,22 @@ def refuse_request(
     return text(message + "\n", status)
 
 
-def browser_refusal(
+def front_door(
     req: Request | Websocket, *, origin_rule: bool, ticket: bool = False
 ) -> Response | None:
-    """The Host and Origin rules (pinc.web.origins): None, or the refusal to answer."""
-    origins = state().origins
+    """The throttle of failed credentials (pinc.web.throttle), then the Host and Origin
+    rules (pinc.web.origins): None, or the refusal to answer."""
+    st = state()
+    wait = st.throttle.blocked(throttle_key(req), time.time())
+    if wait and not (req.path == "/ping" and not req.args and req.method == "GET"):
+        metrics.REFUSED.labels(rule="throttle").inc()
+        log.debug("refused %s %s from %s: throttled", req.method, req.path, req.remote_addr)
+        response = (api_error(429, "throttled", "too many failed attempts: try again later")
+                    if req.path.startswith("/api/")
+                    else text("Too Many Requests: too many failed attempts\n", 429))
+        response.headers["Retry-After"] = str(int(wait) + 1)
+        return response
+    origins = st.origins
     host = req.headers.get("Host")
     if not origins.host_ok(host):
         return refuse_request(req, "host", f"Host {str(host)[:80]!r} is not pinc's", 421,
@@ -124,10 +140,12 @@ def create_app(services: Services | None, *, spawn: Spawn | None = None) -> Quar
             sessions = Sessions(services.config.web.session_hours * 3600.0)
             services.extras["web_sessions"] = sessions
         web = services.config.web
-        origins = Origins.from_config(web.public_url, parse_listen(web.listen)[0], crm.url)
+        origins = Origins.from_config(web.public_url, parse_listen(web.listen)[0], crm.url,
+                                      hosts=web.hosts, crm_origins=crm.origins)
         app.extensions["pinc"] = WebState(
             services, spawn or _no_spawn, token, time.time(),
             literal_peers(crm.allow_from, crm.url), sessions, origins,
+            DialPolicy(services.config), Throttle(web.auth_failures_per_minute or 0),
         )
 
     app.register_blueprint(routes_pages.blueprint)
@@ -140,7 +158,7 @@ def create_app(services: Services | None, *, spawn: Spawn | None = None) -> Quar
     async def browser_rules() -> Response | None:
         if "pinc" not in app.extensions:
             return None
-        return browser_refusal(request, origin_rule=request.method in STATE_CHANGING)
+        return front_door(request, origin_rule=request.method in STATE_CHANGING)
 
     @app.after_request
     async def count(response: Response) -> Response:

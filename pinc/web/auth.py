@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import hmac
 import logging
+import time
 
-from quart import Request, Websocket
+from quart import Request, Websocket, current_app
 
 from pinc import metrics
 from pinc.web.access import CrmPeers, from_browser, proxied
 from pinc.web.sessions import Sessions
+from pinc.web.throttle import Throttle, client_key
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +98,24 @@ def crm_secret_ok(
 
 
 def refused(route: str, req: Request | Websocket, why: str) -> None:
-    """Count and log a refused credential (never the value)."""
+    """Count and log a refused credential (never the value); it counts against the
+    client in the throttle (pinc.web.throttle)."""
     metrics.AUTH_FAILURES.labels(route=route).inc()
     client = req.remote_addr or "?"
     log.warning("refused %s %s from %s: %s", req.method, route, client, why)
+    state = current_app.extensions.get("pinc") if current_app else None
+    throttle = getattr(state, "throttle", None)
+    if isinstance(throttle, Throttle):
+        key = throttle_key(req)
+        now = time.time()
+        throttle.failed(key, now)
+        wait = throttle.blocked(key, now)
+        if wait:
+            log.warning("%s: %d failed credentials in %.0f s: refused for %.0f s",
+                        client, throttle.failures, throttle.window, wait)
+
+
+def throttle_key(req: Request | Websocket) -> str:
+    forwarded = next((req.headers[h] for h in ("X-Forwarded-For", "X-Real-IP", "Forwarded")
+                      if h in req.headers), None)
+    return client_key(req.remote_addr, forwarded)

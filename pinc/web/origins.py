@@ -64,11 +64,19 @@ def _is_ip(name: str) -> bool:
 class Origins:
     names: frozenset[str]  # host names pinc answers to (IP literals always pass)
     own: frozenset[str]  # pinc's configured origin(s)
-    crm: str | None  # the CRM's origin (crm.url)
+    crm: frozenset[str]  # the origins of the CRM's pages (crm.origins, else crm.url's)
 
     @classmethod
-    def from_config(cls, public_url: str, listen_host: str, crm_url: str) -> Origins:
-        names = {"localhost"}
+    def from_config(
+        cls,
+        public_url: str,
+        listen_host: str,
+        crm_url: str,
+        *,
+        hosts: tuple[str, ...] = (),
+        crm_origins: tuple[str, ...] = (),
+    ) -> Origins:
+        names = {"localhost", *(h.strip().lower() for h in hosts if h.strip())}
         own: set[str] = set()
         if public_url:
             found = origin_of(public_url)
@@ -77,7 +85,8 @@ class Origins:
                 names.add(host_name(urlsplit(public_url).netloc.rpartition("@")[2]))
         if listen_host.lower() not in _WILDCARDS:
             names.add(listen_host.lower().strip("[]"))
-        return cls(frozenset(names), frozenset(own), origin_of(crm_url) if crm_url else None)
+        crm = [origin_of(o) for o in crm_origins] if crm_origins else [origin_of(crm_url or "")]
+        return cls(frozenset(names), frozenset(own), frozenset(o for o in crm if o))
 
     def host_ok(self, host_header: str | None) -> bool:
         if host_header is None:
@@ -109,7 +118,7 @@ class Origins:
             return True
         if host_header and given == origin_of(f"{_http(scheme)}://{host_header}"):
             return True
-        return ticket and self.crm is not None and given == self.crm
+        return ticket and given in self.crm
 
 
 def _http(scheme: str) -> str:

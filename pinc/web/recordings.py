@@ -8,6 +8,7 @@ Quart's ``send_file`` mishandles suffix ranges (500) and ranges past the end (a
 from __future__ import annotations
 
 import os
+import re
 import stat
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ import trio
 from quart import Request, Response
 
 CHUNK = 64 * 1024
+_DIGITS = re.compile(r"[0-9]{0,30}", re.ASCII)
 WAV_HEADER = 44  # MixMonitor's empty file for an unanswered call is the bare header
 
 CONTENT_TYPES = {
@@ -88,7 +90,8 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | str | None:
     if not dash:
         return None
     first_s, last_s = first_s.strip(), last_s.strip()
-    if not (first_s.isdigit() or first_s == "") or not (last_s.isdigit() or last_s == ""):
+    # ASCII digits only: str.isdigit() takes "²" (a Latin-1 header byte), int() does not
+    if not (_DIGITS.fullmatch(first_s) and _DIGITS.fullmatch(last_s)):
         return None
     if first_s == "":
         if last_s == "":
@@ -112,11 +115,11 @@ def _not_modified(req: Request, rec: Recording) -> bool:
         return any(tag.strip() in (rec.etag, "*") for tag in inm.split(","))
     ims = req.headers.get("If-Modified-Since")
     if ims:
+        # A date that cannot be read, or not placed in time, is ignored (RFC 9110): 200.
         try:
-            since = parsedate_to_datetime(ims)
-        except (TypeError, ValueError):
+            return int(rec.mtime) <= parsedate_to_datetime(ims).timestamp()
+        except (TypeError, ValueError, OverflowError, IndexError, OSError):
             return False
-        return int(rec.mtime) <= since.timestamp()
     return False
 
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import logging
 import re
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
@@ -15,18 +17,21 @@ from typing import Any
 
 from quart import Blueprint, Response, jsonify, request
 
+from pinc import metrics
 from pinc.calls.model import DIRECTIONS, FINAL_STATUSES, LIVE_STATUSES
 from pinc.journal import queries
-from pinc.web import actions, validate
+from pinc.web import actions, tickets, validate
 from pinc.web.app import api_error, refuse_request, state
-from pinc.web.auth import api_access, refused, why_refused
-from pinc.web.routes_vtiger import _recording_response, do_transfer
+from pinc.web.auth import api_access, has_token, refused, why_refused
+from pinc.web.dialpolicy import PolicyRefused
+from pinc.web.routes_vtiger import _recording_response, admit_transfer, do_transfer
 
 log = logging.getLogger(__name__)
 blueprint = Blueprint("api", __name__, url_prefix="/api")
 OPENAPI = Path(__file__).with_name("openapi.json")
 _CURSOR = re.compile(r"[A-Za-z0-9_=:.+/-]{1,200}", re.ASCII)
 MAX_LIMIT = 500
+LINK_TTL = 3600  # seconds an on-demand recording link (recording_url) plays
 STATUSES = (*LIVE_STATUSES, *FINAL_STATUSES, "live", "ended")
 
 
@@ -65,11 +70,11 @@ def _iso(value: str | None, what: str) -> str | None:
         return None
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        return parsed.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    except (ValueError, OverflowError):  # 0001-01-01T00:00+14:00 is before year 1 in UTC
         raise validate.InvalidInput(f"{what}: not an ISO 8601 time") from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _filters() -> dict[str, Any]:
@@ -147,9 +152,14 @@ async def get_call(id: str) -> Response:
             call["changes"] = queries.call_changes(conn, checked)
         return call
 
-    call = await state().services.journal.read(read)
+    st = state()
+    call = await st.services.journal.read(read)
     if call is None:
         return api_error(404, "not_found", "no such call")
+    if call.get("recording"):
+        # A link to hand to a browser or a colleague: this recording only, for an hour.
+        query = tickets.recording_query(st.master, checked, int(time.time()) + LINK_TTL)
+        call["recording_url"] = f"{st.services.config.web.public_url.rstrip('/')}/recording?{query}"
     return jsonify(call)
 
 
@@ -200,11 +210,33 @@ async def call_transfer(id: str) -> Response:
             validate.extension(from_ext, pbx)
     except validate.InvalidInput as exc:
         return api_error(400, "bad_request", str(exc))
+    audit = partial(actions.audit, "transfer", who=_who(), address=request.remote_addr,
+                    call=checked, ext=from_ext, to=to, mode=mode, context=pbx.originate_context)
     try:
+        admit_transfer(checked, to=to, from_ext=from_ext or None)
         await do_transfer(checked, to=to, mode=mode, from_ext=from_ext)
+    except PolicyRefused as exc:
+        return _policy_refusal(exc, audit)
     except actions.TransferError as exc:
+        audit(result=f"failed ({exc.status} {exc.message})")
         return api_error(exc.status, exc.code, exc.message)
+    audit(result="sent")
     return jsonify({"call_id": checked, "to": to, "mode": mode, "status": "sent"})
+
+
+def _who() -> str:
+    """Who asked, for the audit line: a bearer token, or a signed-in dashboard."""
+    return "api" if has_token(request, state().token) else "dashboard"
+
+
+def _policy_refusal(exc: PolicyRefused, audit: Callable[..., None]) -> Response:
+    metrics.REFUSED.labels(rule=exc.rule).inc()
+    audit(result=f"refused ({exc.message})")
+    if exc.rule == "rate":
+        response = api_error(429, "rate_limited", exc.message)
+        response.headers["Retry-After"] = "60"
+        return response
+    return api_error(403, "policy", exc.message)
 
 
 @blueprint.route("/calls", methods=["POST"])
@@ -215,7 +247,7 @@ async def click_to_call() -> Response:
         body = await _json_body()
         ext = validate.extension(_str(body, "from"), pbx)
         number = validate.phone_number(_str(body, "to"))
-        context = validate.context(_str(body, "context"), pbx.originate_context)
+        asked = validate.context(_str(body, "context"), pbx.originate_context)
         record_id = validate.record_id(_str(body, "record"))
         raw_vars = body.get("variables") or {}
         if not isinstance(raw_vars, dict):
@@ -225,9 +257,18 @@ async def click_to_call() -> Response:
             raise validate.InvalidInput(f"variables refused: {', '.join(variables.refused)}")
     except validate.InvalidInput as exc:
         return api_error(400, "bad_request", str(exc))
-    if not actions.ami_connected(st.services):
-        return api_error(503, "ami_unavailable", "not connected to Asterisk")
-    req = actions.OriginateRequest(ext, number, context, record_id, variables.accepted)
+    audit = partial(actions.audit, "originate", who=_who(), address=request.remote_addr,
+                    ext=ext, to=number)
+    try:
+        decision = st.policy.originate(ext, number, asked, st.services.directory)
+        if not actions.ami_connected(st.services):
+            audit(context=decision.context, result="failed (not connected to Asterisk)")
+            return api_error(503, "ami_unavailable", "not connected to Asterisk")
+        st.policy.check_rate(ext, time.time())
+    except PolicyRefused as exc:
+        return _policy_refusal(exc, partial(audit, context=asked))
+    audit(context=decision.context, asked_context=decision.asked_context, result="accepted")
+    req = actions.OriginateRequest(ext, number, decision.context, record_id, variables.accepted)
     channel_id = actions.new_channel_id()
     st.spawn(partial(actions.originate, st.services, req, channel_id))
     response = jsonify(

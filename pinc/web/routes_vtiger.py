@@ -10,17 +10,20 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from functools import partial
 
 import trio
 from quart import Blueprint, Response, request
 
+from pinc import metrics
 from pinc.journal import queries
 from pinc.services import Responsible
 from pinc.web import actions, recordings, tickets, validate
 from pinc.web.app import state, text
 from pinc.web.auth import crm_secret_ok, refused, secret_of
+from pinc.web.dialpolicy import PolicyRefused
 
 log = logging.getLogger(__name__)
 blueprint = Blueprint("vtiger", __name__)
@@ -59,7 +62,7 @@ async def makecall() -> Response:
     try:
         ext = validate.extension(params.get("from"), pbx)
         number = validate.phone_number(params.get("to"))
-        context = validate.context(params.get("context"), pbx.originate_context)
+        asked = validate.context(params.get("context"), pbx.originate_context)
         record_id = validate.record_id(params.get("record"))
     except validate.InvalidInput as exc:
         log.warning("/makecall refused: %s", exc)
@@ -67,10 +70,20 @@ async def makecall() -> Response:
     variables = validate.channel_variables(params)
     if variables.refused:
         log.warning("/makecall: parameters not passed as channel variables: %s", variables.refused)
-    if not actions.ami_connected(st.services):
-        log.error("/makecall %s -> %s: not connected to Asterisk", ext, number)
-        return text("Error", 503)
-    req = actions.OriginateRequest(ext, number, context, record_id, variables.accepted)
+    audit = partial(actions.audit, "originate", who="crm", address=request.remote_addr,
+                    ext=ext, to=number)
+    try:
+        decision = st.policy.originate(ext, number, asked, st.services.directory)
+        if not actions.ami_connected(st.services):
+            audit(context=decision.context, result="failed (not connected to Asterisk)")
+            return text("Error", 503)
+        st.policy.check_rate(ext, time.time())
+    except PolicyRefused as exc:
+        metrics.REFUSED.labels(rule=exc.rule).inc()
+        audit(context=asked, result=f"refused ({exc.message})")
+        return text("Error", 429 if exc.rule == "rate" else 403)
+    audit(context=decision.context, asked_context=decision.asked_context, result="accepted")
+    req = actions.OriginateRequest(ext, number, decision.context, record_id, variables.accepted)
     channel_id = actions.new_channel_id()
     st.spawn(partial(actions.originate, st.services, req, channel_id))
     return text("Success")
@@ -150,17 +163,43 @@ async def transfer() -> Response:
         # Only pinc's vtiger module calls /transfer (no stock vtiger does): its card shows
         # the reason, so the body names the field (never an echo of the value).
         return text(f"Error: {exc}", 400)
+    audit = partial(actions.audit, "transfer", who="crm", address=request.remote_addr,
+                    call=call_id, ext=ext, to=to, mode=mode, context=pbx.originate_context)
     if call_id is None:
         assert ext is not None
         found = st.services.ingest.call_of_extension(ext)
         if found is None:
+            audit(result="refused (no live call)")
             return text("Error: no live call", 404)
         call_id = found
     try:
+        admit_transfer(call_id, to=to, from_ext=ext)
         await do_transfer(call_id, to=to, mode=mode, from_ext=ext)
+    except PolicyRefused as exc:
+        metrics.REFUSED.labels(rule=exc.rule).inc()
+        audit(call=call_id, result=f"refused ({exc.message})")
+        return text(f"Error: {exc.message}", 429 if exc.rule == "rate" else 403)
     except actions.TransferError as exc:
+        audit(call=call_id, result=f"failed ({exc.status} {exc.message})")
         return text(f"Error: {exc.message}", exc.status)
+    audit(call=call_id, result="sent")
     return text("Success")
+
+
+def admit_transfer(call_id: str, *, to: str, from_ext: str | None) -> None:
+    """pinc's rules around a transfer (do_transfer is the transfer itself): the employee
+    named must be on that call (else it answers as an unknown call: nothing to learn by
+    probing ids), the destination is an extension or an allowed number, and the rate.
+    Raises TransferError or PolicyRefused."""
+    st = state()
+    pbx = st.services.config.pbx
+    if from_ext is not None and not any(
+        c.get("ext") == from_ext for c in st.services.ingest.channels_of(call_id)
+    ):
+        raise actions.TransferError(404, "not_found", "no such call")
+    to_is_ext = bool(re.fullmatch(pbx.extension_pattern, to))
+    st.policy.transfer(to, to_is_extension=to_is_ext)
+    st.policy.check_rate(from_ext, time.time())
 
 
 async def do_transfer(call_id: str, *, to: str, mode: str, from_ext: str | None = None) -> None:

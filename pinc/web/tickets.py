@@ -80,6 +80,13 @@ def signature(master: str, purpose: str, subject: str, expires: int = 0) -> str:
     return base64.urlsafe_b64encode(mac[:16]).rstrip(b"=").decode("ascii")
 
 
+def recording_query(master: str, call_id: str, expires: int = 0) -> str:
+    """The query string of a recording link: ``id=…&sig=…`` (permanent, ``expires`` 0) or
+    ``id=…&exp=…&sig=…``; raises ValueError for an id a ticket cannot name."""
+    sig = signature(master, RECORDING, call_id, expires)
+    return f"id={call_id}&exp={expires}&sig={sig}" if expires else f"id={call_id}&sig={sig}"
+
+
 def mint(master: str, purpose: str, subject: str, *, now: float, ttl: int) -> str:
     """A ticket that expires ``ttl`` seconds after ``now`` (``ttl`` 0: never, recordings only)."""
     limit = MAX_TTL[purpose]

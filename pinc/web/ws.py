@@ -31,7 +31,7 @@ from pinc.calls.model import CallChange
 from pinc.journal import queries
 from pinc.runtime.timeslice import give_way
 from pinc.web import actions, tickets, validate
-from pinc.web.app import browser_refusal, state
+from pinc.web.app import front_door, state
 from pinc.web.auth import api_access, refused, why_refused
 
 log = logging.getLogger(__name__)
@@ -101,7 +101,7 @@ async def feed() -> Response | None:
     ticket = websocket.args.get("ticket")
     # A page of another site (another port of 127.0.0.1 included) must not read the feed
     # with the dashboard's cookie; the CRM's pages may, with the module's ticket.
-    refusal = browser_refusal(websocket, origin_rule=True, ticket=ticket is not None)
+    refusal = front_door(websocket, origin_rule=True, ticket=ticket is not None)
     if refusal is not None:
         return refusal
     if ticket is not None:

@@ -350,3 +350,57 @@ async def test_no_reply_to_a_command_closed_at_read_deadline(nursery: trio.Nurse
                 got += data
     assert got == b"SET VARIABLE PINC_RESPONSIBLE 102\n"  # then silence: no reply, closed
     assert sessions("timeout") == before + 1
+
+
+async def test_idle_sockets_cannot_starve_asterisk(nursery: trio.Nursery) -> None:
+    """pinc 0.1.0: 1,000 idle local sockets (no AGI environment) took every session slot,
+    and Asterisk's own sessions were refused. Now a new connection takes the place of the
+    oldest one still waiting for its environment."""
+    crm = FakeCrm({"79161234567": IVAN})
+    config = make_config(agi={"max_sessions": 50, "session_timeout": 30.0,
+                              "read_timeout": 30.0})
+    running = await start(nursery, config, crm, None)
+    before = sessions("evicted")
+    with trio.fail_after(20):
+        idle = [await trio.open_tcp_stream("127.0.0.1", running.port) for _ in range(200)]
+        while running.server.active < 50:  # noqa: ASYNC110 (the server's accepts, not ours)
+            await trio.sleep(0.01)
+        sent = await agi_client(running.port, fixture_environment())
+        assert sent[0] == b"SET VARIABLE PINC_RESPONSIBLE 102\n"
+        for s in idle:
+            await s.aclose()
+    # 150 displaced by the later idle ones, one more by Asterisk's session
+    assert sessions("evicted") == before + 151
+    assert running.server.active <= 50
+
+
+async def test_per_peer_limit(nursery: trio.Nursery) -> None:
+    """One address may hold max_sessions_per_peer; beyond that its oldest idle one goes,
+    and a peer whose sessions are all busy gets refused while another peer still gets in."""
+    crm = FakeCrm()
+    crm.never = True
+    config = make_config(agi={"max_sessions": 100, "max_sessions_per_peer": 2,
+                              "session_timeout": 30.0})
+    running = await start(nursery, config, crm, None)
+    before = sessions("refused")
+    with trio.fail_after(10):
+        busy = [await trio.open_tcp_stream("127.0.0.1", running.port) for _ in range(2)]
+        for i, s in enumerate(busy):
+            await s.send_all(environment(callerid=f"7916000000{i}"))
+        while len(crm.calls) < 2:
+            await crm.called.wait()
+        third = await trio.open_tcp_stream("127.0.0.1", running.port)
+        async with third:
+            assert await third.receive_some(100) == b""  # refused: both slots are busy
+        sock = trio.socket.socket()
+        await sock.bind(("127.0.0.2", 0))
+        await sock.connect(("127.0.0.1", running.port))
+        other = trio.SocketStream(sock)
+        async with other:
+            await other.send_all(environment(callerid="79160000009"))
+            while len(crm.calls) < 3:
+                await crm.called.wait()
+            assert running.server.active == 3
+        for s in busy:
+            await s.aclose()
+    assert sessions("refused") == before + 1

@@ -153,7 +153,9 @@ def make_config(tmp_path: Path, **sections: dict[str, Any]) -> Config:
     recordings.mkdir(exist_ok=True)
     overrides: dict[str, dict[str, Any]] = {
         "journal": {"path": str(tmp_path / "pinc.db"), "batch_ms": 1},
-        "web": {"listen": "127.0.0.1:0", "token": TOKEN, "ws_queue": 64},
+        # many tests send many wrong credentials on purpose: the throttle has tests of its own
+        "web": {"listen": "127.0.0.1:0", "token": TOKEN, "ws_queue": 64,
+                "auth_failures_per_minute": 10_000},
         "crm": {"secret": SECRET},
         "pbx": {"recordings_dir": str(recordings)},
     }

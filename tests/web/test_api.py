@@ -162,7 +162,8 @@ async def test_click_to_call_bad_bodies(env: Env, client: httpx.AsyncClient, bod
 
 async def test_click_to_call_without_ami(env: Env, client: httpx.AsyncClient) -> None:
     env.ami.connected = False
-    r = await client.post("/api/calls", headers=env.auth, json={"from": "101", "to": "7916123"})
+    r = await client.post("/api/calls", headers=env.auth,
+                          json={"from": "101", "to": "79161234567"})
     _err(r, 503, "ami_unavailable")
 
 

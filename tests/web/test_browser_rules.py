@@ -140,6 +140,26 @@ async def test_ws_origins(named: Env) -> None:
         assert info.value.status_code == status, (url, headers)
 
 
+async def test_configured_hosts_and_crm_origins(nursery: trio.Nursery, tmp_path: Path) -> None:
+    """vtiger's server may name pinc by an internal name, and browsers reach the CRM under
+    another origin than the URL pinc delivers to: web.hosts and crm.origins say so."""
+    config = make_config(tmp_path, web={"hosts": ["pbx.lan"]},
+                         crm={"url": "http://10.0.0.5/vtigercrm",
+                              "origins": ["https://crm.example.com"]})
+    env = await start_env(nursery, tmp_path, config=config)
+    async with httpx.AsyncClient(base_url=env.base) as client:
+        assert (await client.get("/ping", headers={"Host": "pbx.lan:8099"})).status_code == 200
+        assert (await client.get("/ping", headers={"Host": "pbx.other"})).status_code == 421
+    ticket = tickets.mint(SECRET, tickets.WS, "101", now=time.time(), ttl=60)
+    url = f"ws://127.0.0.1:{env.port}/ws?ticket={ticket}"
+    async with open_websocket_url(url, extra_headers=[(b"Origin", b"https://crm.example.com")]
+                                  ) as ws:
+        assert '"snapshot"' in await ws.get_message()
+    with pytest.raises(ConnectionRejected):
+        async with open_websocket_url(url, extra_headers=[(b"Origin", b"http://10.0.0.5")]):
+            pass
+
+
 def test_origin_helpers() -> None:
     assert origin_of("HTTPS://PBX.example.com:443/x?y") == "https://pbx.example.com"
     assert origin_of("http://[::1]:8099") == "http://[::1]:8099"

@@ -112,3 +112,18 @@ async def test_malformed_signatures(env: Env, client: httpx.AsyncClient, sig: st
     await _recorded(env, "0abc123aaaaaaaaaaaaaa")
     r = await client.get("/recording", params={"id": "0abc123aaaaaaaaaaaaaa", "sig": sig})
     assert (r.status_code, r.text) == (403, "Forbidden")
+
+
+async def test_the_api_mints_an_expiring_link(env: Env, client: httpx.AsyncClient) -> None:
+    await _recorded(env, "0abc123aaaaaaaaaaaaaa")
+    r = await client.get("/api/calls/0abc123aaaaaaaaaaaaaa", headers=env.auth)
+    url = r.json()["recording_url"]
+    query = parse_qs(urlsplit(url).query)
+    assert url.startswith("/recording?id=0abc123aaaaaaaaaaaaaa&exp=")
+    assert 3590 <= int(query["exp"][0]) - time.time() <= 3600
+    assert SECRET not in url and TOKEN not in url
+    async with httpx.AsyncClient(base_url=env.base) as anonymous:
+        r = await anonymous.get(url)
+        assert (r.status_code, r.content) == (200, BODY + b"0abc123aaaaaaaaaaaaaa")
+        forever = {"id": query["id"][0], "sig": query["sig"][0]}  # drop exp: not permanent
+        assert (await anonymous.get("/recording", params=forever)).status_code == 403
