@@ -75,6 +75,7 @@ class PbxConfig:
     dial_patterns: tuple[str, ...] = ()  # numbers pinc may dial; empty: national numbers
     originate_per_minute_ext: int = 10  # originates and transfers per extension per minute
     originate_per_minute: int = 120  # ... and in all
+    resync_seconds: float = 300.0  # CoreShowChannels this often ends calls whose Hangup was lost
 
 
 @dataclass(frozen=True)

@@ -77,6 +77,9 @@ KEY_HELP: dict[tuple[str, str], str] = {
     ("pbx", "originate_per_minute_ext"): "Click-to-calls and transfers one extension may "
     "ask for per minute (more: 429).",
     ("pbx", "originate_per_minute"): "Click-to-calls and transfers per minute in all.",
+    ("pbx", "resync_seconds"): "Every this many seconds pinc asks Asterisk which channels are "
+    "up (CoreShowChannels) and ends, as stale, calls quiet for a minute whose channels are "
+    "all gone (their Hangup events were lost). 0: only after each (re)connect.",
     ("journal", "path"): "SQLite file. Empty: /var/lib/pinc/pinc.db if writable, "
     "else ./pinc-data/pinc.db.",
     ("journal", "synchronous"): 'SQLite durability: "normal" (WAL; survives a crash of pinc) '

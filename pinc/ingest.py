@@ -48,7 +48,13 @@ class TrackerLike(Protocol):
 
     def transfer_result(self, call_id: str, to: str, accepted: bool) -> None: ...
 
-    def resync(self, channels: Sequence[Message], at: float) -> list[CallChange]: ...
+    def resync(
+        self, snapshot: Sequence[Message], at: float, *, periodic: bool = False
+    ) -> list[CallChange]: ...
+
+    def oddities(self) -> dict[str, int]: ...
+
+    def oddity_example(self, kind: str) -> str: ...
 
     def expire(self, at: float) -> list[CallChange]: ...
 
@@ -93,6 +99,9 @@ class Ingest:
         self.resyncs = 0
         self.restored = 0
         self.connected = False
+        self._periodic = False  # the CoreShowChannels in flight is a periodic check
+        self._resyncing = False  # a CoreShowChannels is in flight
+        self._oddities: dict[str, int] = {}  # what the metric and the log already show
 
     # ---- pinc.services.Ingest ---------------------------------------------------------
 
@@ -132,6 +141,7 @@ class Ingest:
             "resyncs": self.resyncs,
             "restored": self.restored,
             "connected": self.connected,
+            "oddities": dict(self._oddities),
         }
 
     # ---- service ----------------------------------------------------------------------
@@ -192,7 +202,7 @@ class Ingest:
                         "ingest: AMI logged in (Asterisk %s); resyncing live calls",
                         item.asterisk_version,
                     )
-                    nursery.start_soon(self._resync)
+                    nursery.start_soon(self._resync, False)
                 else:
                     self.connected = False
                     log.warning("ingest: AMI disconnected (%s)", getattr(item, "reason", "?"))
@@ -213,22 +223,26 @@ class Ingest:
             self.changes += len(changes)
             await self.journal.submit(changes, arrived_at=at)
 
-    async def _resync(self) -> None:
+    async def _resync(self, periodic: bool) -> None:
         # The snapshot is applied where its list ended in the event stream (the client
         # delivers it there as a ListCompleted), not when this task gets the answer:
         # Asterisk keeps sending events meanwhile, and a snapshot applied to a tracker
         # that is behind (or ahead of) it would end calls whose Hangup is still queued.
         timeout = self.config.ami.action_timeout
+        self._periodic = periodic
+        self._resyncing = True
         try:
             with trio.fail_after(timeout + 1):
                 await self.client.action("CoreShowChannels", timeout=timeout, in_stream=True)
         except Exception as exc:
             log.warning("ingest: CoreShowChannels failed (%s); live calls not resynced", exc)
+        finally:
+            self._resyncing = False
 
     async def _apply_resync(self, events: Sequence[Message], at: float) -> None:
         channels = [m for m in events if m.name == "CoreShowChannel"]
         try:
-            changes = self.tracker.resync(channels, at)
+            changes = self.tracker.resync(channels, at, periodic=self._periodic)
         except Exception:
             log.exception("ingest: the tracker failed to resync")
             return
@@ -246,15 +260,41 @@ class Ingest:
 
     async def _expire_loop(self) -> None:
         # every second: ended calls stop waiting for their Cdr events after a grace time,
-        # and calls silent for pbx.stale_call_seconds are closed
-        while True:
-            await trio.sleep(EXPIRE_EVERY)
-            try:
-                changes = self.tracker.expire(time.time())
-                metrics.LIVE_CALLS.set(self.tracker.live_count())
-            except Exception:
-                log.exception("ingest: the tracker failed to expire calls")
+        # and calls silent for pbx.stale_call_seconds are closed; every
+        # pbx.resync_seconds, CoreShowChannels finds calls whose Hangups were lost
+        every = self.config.pbx.resync_seconds
+        next_resync = time.monotonic() + every
+        async with trio.open_nursery() as nursery:
+            while True:
+                await trio.sleep(EXPIRE_EVERY)
+                try:
+                    changes = self.tracker.expire(time.time())
+                    metrics.LIVE_CALLS.set(self.tracker.live_count())
+                    self._note_oddities()
+                except Exception:
+                    log.exception("ingest: the tracker failed to expire calls")
+                    continue
+                if changes:
+                    self.changes += len(changes)
+                    await self.journal.submit(changes)
+                due = every > 0 and time.monotonic() >= next_resync
+                if due and self.connected and not self._resyncing:
+                    next_resync = time.monotonic() + every
+                    nursery.start_soon(self._resync, True)
+
+    def _note_oddities(self) -> None:
+        """The tracker counts input it did not expect; the metric follows its counts and
+        each kind is logged once, with its first example."""
+        for kind, count in self.tracker.oddities().items():
+            seen = self._oddities.get(kind, 0)
+            if count <= seen:
                 continue
-            if changes:
-                self.changes += len(changes)
-                await self.journal.submit(changes)
+            metrics.AMI_ODDITIES.labels(kind).inc(count - seen)
+            self._oddities[kind] = count
+            if seen == 0:
+                log.warning(
+                    "ingest: AMI input the tracker did not expect (%s), e.g. %r; counted in "
+                    "pinc_ami_oddities_total, logged once per kind",
+                    kind,
+                    self.tracker.oddity_example(kind),
+                )

@@ -20,6 +20,14 @@ AMI_PROTOCOL_ERRORS = Counter(
 )
 AMI_CONNECTED = Gauge("pinc_ami_connected", "1 while logged in to AMI", registry=REGISTRY)
 
+AMI_ODDITIES = Counter(
+    "pinc_ami_oddities",
+    "AMI input the call tracker did not expect, by kind: unknown_event, missing_field, "
+    "odd_channel, unseen_channel, stale_call",
+    ["kind"],
+    registry=REGISTRY,
+)
+
 LIVE_CALLS = Gauge("pinc_live_calls", "Calls ringing or answered now", registry=REGISTRY)
 CALLS_ENDED = Counter("pinc_calls_ended", "Calls ended, by status", ["status"], registry=REGISTRY)
 CHANGES_COMMITTED = Counter(

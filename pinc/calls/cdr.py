@@ -94,6 +94,15 @@ def on_cdr(st: State, f: Fields, out: Out) -> None:
 
 
 def _recording(st: State, live: Live, f: Fields, out: Out) -> None:
+    # A record between two calls (a conference) names the other one's file: its Party B
+    # is a channel of another call, or of one already ended, and the userfield is B's
+    # alone (``;<file>``: Asterisk joins A's and B's as ``a;b``).
+    name = clean(f.get("DestinationChannel", ""))
+    peer = st.by_name.get(name)
+    if peer is not None and peer.call is not live:
+        return
+    if peer is None and name and clean(f.get("UserField", "")).startswith(";"):
+        return
     for key in (st.pbx.recording_cdr_field, "UserField"):
         if key:
             value = clean(f.get(key, "")).split(";", 1)[0]

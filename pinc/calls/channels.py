@@ -15,6 +15,9 @@ from pinc.calls.state import Chan, Live, Out, State
 
 Fields = Mapping[str, str]
 
+# Events that show a channel first: its Newchannel, and a resync's snapshot of it.
+FIRST_SIGHTS = frozenset({"Newchannel", "CoreShowChannel"})
+
 
 def touch(st: State, f: Fields, prefix: str, out: Out) -> Chan | None:
     """The channel an event's ``prefix`` snapshot describes, updated (or first seen)."""
@@ -22,11 +25,15 @@ def touch(st: State, f: Fields, prefix: str, out: Out) -> Chan | None:
     if not uid:
         return None
     uid = clean(uid)
-    if uid in ("none", "<unknown>"):  # global VarSet; a failed OriginateResponse
-        return None
+    if uid in ("none", "<unknown>") or uid in st.gone:
+        return None  # a global VarSet; a failed OriginateResponse; a late event
     linkedid = clean(f.get(prefix + "Linkedid", "")) or uid
     chan = st.chans.get(uid)
     if chan is None:
+        if st.event not in FIRST_SIGHTS:
+            # its Newchannel never came (lost, or before pinc connected: then the
+            # resync after the login shows it first): tracked anyway, and counted
+            st.odd("unseen_channel", f"{st.event} {f.get(prefix + 'Channel', '')}")
         chan = _new_chan(st, f, prefix, uid, linkedid, out)
     elif chan.linkedid != linkedid:
         _relink(st, chan, linkedid, out)
@@ -37,13 +44,14 @@ def touch(st: State, f: Fields, prefix: str, out: Out) -> Chan | None:
     if exten is not None:
         chan.exten = clean(exten)
     cid = f.get(prefix + "CallerIDNum")
-    if cid:
+    if cid and cid != chan.cid_raw:  # it rarely changes: read it only when it does
+        chan.cid_raw = cid
         num = digits(cid)
         if num:
             chan.cid = num
     live = chan.call
     if live is not None:
-        live.last_at = st.now
+        live.last_at = st.t
         if live.kind == "inbound" and not live.announced and chan.role == "customer" and chan.cid:
             live.call.from_number = chan.cid
     return chan
@@ -52,6 +60,8 @@ def touch(st: State, f: Fields, prefix: str, out: Out) -> Chan | None:
 def _new_chan(st: State, f: Fields, prefix: str, uid: str, linkedid: str, out: Out) -> Chan:
     name = clean(f.get(prefix + "Channel", ""))
     parsed = parse_name(name)
+    if not parsed.tech:
+        st.odd("odd_channel", name or f"{st.event} without {prefix}Channel")
     context0 = clean(f.get(prefix + "Context", ""))
     exten0 = clean(f.get(prefix + "Exten", ""))
     chan = Chan(
@@ -141,7 +151,7 @@ def classify_by_dial(st: State, live: Live, caller: Chan, f: Fields, out: Out) -
     if not number:
         return
     ext = st.employee_ext(caller) or st.employee_ext(live.origin)
-    if not ext:
+    if not ext or ext == number:  # a Local channel ringing the phone behind it: not yet
         return
     caller.role = "employee"
     if caller.peer is not None:
@@ -171,6 +181,8 @@ def on_newexten(st: State, f: Fields, out: Out) -> None:
     chan.app_data = clean(f.get("AppData", ""))
     if chan.app == "MixMonitor" and chan.call is not None:
         st.set_recording(chan.call, chan.app_data, out)
+    elif chan.app == "VoiceMail" and chan.call is not None:
+        chan.call.call.voicemail = True  # a message left (or the greeting heard): no person
 
 
 def on_varset(st: State, f: Fields, out: Out) -> None:

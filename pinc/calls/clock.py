@@ -36,23 +36,31 @@ def stamp(value: str | None) -> float | None:
 
 def advance(st: State, f: Mapping[str, str], at: float | None) -> None:
     """Move the clock for an event about to be handled (see the module docstring)."""
-    t = stamp(f.get("Timestamp"))
-    if t is not None:
-        st.sharp = True
+    own = stamp(f.get("Timestamp"))
+    if own is not None:
         if at is not None:
-            st.skew = t - at
+            st.skew = own - at
     elif at is not None:
+        own = at + st.skew
+    if own is not None:
         st.sharp = True
-        t = at + st.skew
-    else:
-        for key in ("Uniqueid", "DestUniqueid"):
-            uid = f.get(key)
-            if uid:
-                ep = epoch_of(uid.rstrip("\r "))
-                if ep is not None and (t is None or ep > t):
-                    t = ep
-    if t is not None and t > st.now:
-        st.now = t
+        if own > st.now:
+            st.now = own
+        # recorded at its own time: one call's times never depend on another's events
+        st.t = own
+        return
+    from_uniqueids(st, f)
+
+
+def from_uniqueids(st: State, f: Mapping[str, str]) -> None:
+    """Replay without a Timestamp: the clock is the latest channel creation seen."""
+    for key in ("Uniqueid", "DestUniqueid"):
+        uid = f.get(key)
+        if uid:
+            ep = epoch_of(uid.rstrip("\r "))
+            if ep is not None and ep > st.now:
+                st.now = ep
+    st.t = st.now
 
 
 def wall(st: State, at: float) -> None:
@@ -60,3 +68,4 @@ def wall(st: State, at: float) -> None:
     t = at + st.skew
     if t > st.now:
         st.now = t
+    st.t = st.now

@@ -19,6 +19,7 @@ Fields = Mapping[str, str]
 
 DISCONNECTED_REASON = "ended while pinc was disconnected"
 STALE_REASON = "stale: no event for too long"
+GONE_REASON = "stale: its channels are gone (their Hangup events were lost)"
 CDR_GRACE_SECONDS = 3.0  # how long (event clock) an ended call waits for its trailing Cdrs
 
 _FAILED_CAUSES = frozenset({1, 3, 20, 27, 34, 38, 41, 42, 44, 47, 58, 88, 127})
@@ -26,6 +27,14 @@ _NOANSWER_CAUSES = frozenset({18, 19, 21})
 
 
 def on_hangup(st: State, f: Fields, out: Out) -> None:
+    uid = clean(f.get("Uniqueid", ""))
+    if not uid:
+        st.odd("missing_field", "Hangup without Uniqueid")
+        return
+    if uid not in st.chans:  # a channel that ends here never began for us: no call of it
+        if uid not in st.gone:
+            st.odd("unseen_channel", f"Hangup {clean(f.get('Channel', ''))}")
+        return
     chan = touch(st, f, "", out)
     if chan is None or chan.hung:
         return
@@ -36,7 +45,7 @@ def on_hangup(st: State, f: Fields, out: Out) -> None:
     if live is None:
         return
     live.open -= 1
-    live.last_hangup = st.now
+    live.last_hangup = st.t
     try:
         cause: int | None = int(clean(f.get("Cause", "")))
     except ValueError:
@@ -54,7 +63,7 @@ def on_hangup(st: State, f: Fields, out: Out) -> None:
     if ls is not None:
         leg = ls.leg
         if leg.ended_at is None or chan is ls.chan:
-            leg.ended_at = st.now
+            leg.ended_at = st.t
         if chan is ls.chan or leg.cause is None or (cause and not leg.cause):
             leg.cause, leg.cause_txt = cause, cause_txt
         if ls.followme_owner is not None and leg.result is None:
@@ -68,7 +77,7 @@ def close(st: State, live: Live) -> None:
     if live.closed:
         return
     live.closed = True
-    live.closing_at = st.now
+    live.closing_at = st.t
     st.closing[live.call.id] = live
 
 
@@ -102,6 +111,7 @@ def finish(st: State, live: Live, out: Out) -> None:
     for chan in live.chans.values():
         if st.chans.get(chan.uid) is chan:
             del st.chans[chan.uid]
+            st.forget(chan.uid)
         if st.by_name.get(chan.name) is chan:
             del st.by_name[chan.name]
         st.pairs.pop(chan.parsed.pair, None)
@@ -112,7 +122,9 @@ def finish(st: State, live: Live, out: Out) -> None:
         _fallback_classify(st, live)
         if live.kind is None:
             return  # no employee and no trunk: not a call anyone needs to see
-        st.announce(live, out)
+    # A caller who hung up in the greeting or an IVR, before anything rang, made a call
+    # all the same: a missed one, to call back.
+    st.announce(live, out)
     if not live.announced:
         return
     for x in live.xfers:
@@ -144,7 +156,7 @@ def _fallback_classify(st: State, live: Live) -> None:
 
 def _finalize_fields(st: State, live: Live) -> None:
     call = live.call
-    ended = live.last_hangup if live.last_hangup is not None else st.now
+    ended = live.last_hangup if live.last_hangup is not None else st.t
     if live.cdr_end is not None and live.cdr_end > ended:
         ended = live.cdr_end
     if live.cdr_start is not None and (call.started_at is None or live.cdr_start < call.started_at):

@@ -54,7 +54,7 @@ def ring(st: State, live: Live, dest: Chan, caller: Chan | None, out: Out) -> Le
     dest.role = "employee"
     if dest.peer is not None:
         dest.peer.role = "employee"
-    leg = Leg(ext=ext, rang_at=st.now, channel=dest.name)
+    leg = Leg(ext=ext, rang_at=st.t, channel=dest.name)
     ls = LegState(leg=leg, chan=dest, followme_owner=owner, caller=caller)
     live.legs.append(ls)
     live.call.legs.append(leg)
@@ -80,6 +80,34 @@ def ring(st: State, live: Live, dest: Chan, caller: Chan | None, out: Out) -> Le
     return ls
 
 
+def picked_up(st: State, live: Live, picker: Chan, out: Out) -> None:
+    """A phone picked up a call ringing elsewhere (Pickup, PickupChan): the Dial's
+    DialEnd ANSWER names the picker's own channel, which came with a call of its own (it
+    dialled the pickup code). That call is folded into this one; the picker answered it
+    and owns it, but it never rang, so it is no leg (DESIGN.md)."""
+    own = picker.call
+    if own is not None and own is not live:
+        st.merge(live, own, out)
+    ext = st.employee_ext(picker)
+    if not ext:
+        return
+    picker.role = "employee"
+    if picker.answered_est is None or picker.answered_est < st.t:
+        picker.answered_est = st.t
+    leg = Leg(ext=ext, answered_at=picker.answered_est, result="answered", channel=picker.name)
+    ls = LegState(leg=leg, chan=picker, rang=False)
+    live.legs.append(ls)
+    live.leg_by_pair[picker.parsed.pair] = ls
+    if live.answer_chan is None:
+        live.answer_chan = picker
+        st.answered(live, out)
+    elif live.announced:  # it was answered before (parked): the picker owns it now
+        before = live.call.answered_by
+        st.refresh(live)
+        if live.call.answered_by != before:
+            st.emit(live, "call.answered", out, {"ext": live.call.answered_by})
+
+
 def leg_result(st: State, live: Live, ls: LegState, status: str, out: Out) -> None:
     leg = ls.leg
     result = DIAL_RESULT.get(status)
@@ -88,14 +116,19 @@ def leg_result(st: State, live: Live, ls: LegState, status: str, out: Out) -> No
     if result == "answered":
         leg.result = "answered"
         est = ls.chan.answered_est
-        if est is None or est < st.now:
-            ls.chan.answered_est = st.now
+        if est is None or est < st.t:
+            ls.chan.answered_est = st.t
         leg.answered_at = ls.chan.answered_est
         x = xfer_for(live, ls)
         if x is not None and not x.needs_event:
             confirm(st, live, x, out)
         if live.answer_chan is None and not (live.kind == "outbound"):
-            if not (ls.chan.originated and live.kind is None):
+            # an Originate that rings the caller first (click-to-call): their answer is
+            # not the call's; the call is answered when whom they call answers
+            caller_ring = ls.chan.originated and (
+                live.kind is None or ls.leg.ext == live.call.from_number
+            )
+            if not caller_ring:
                 live.answer_chan = ls.chan
                 st.answered(live, out)
         elif live.answer_chan is not None and ls.counts and live.announced:
@@ -136,6 +169,16 @@ def on_dial_end(st: State, f: Fields, out: Out) -> None:
     live = dest.call
     status = clean(f.get("DialStatus", "")).split(":", 1)[0]
     ls = live.leg_by_pair.get(dest.parsed.pair)
+    if (
+        status == "ANSWER"
+        and ls is None
+        and caller is not None
+        and caller.call is not None
+        and caller.call is not live
+        and caller.call.leg_by_pair
+    ):
+        picked_up(st, caller.call, dest, out)  # the Dest is no phone this Dial rang
+        return
     if ls is not None:
         if status == "CANCEL" and ls.chan.parsed.pair != dest.parsed.pair:
             return  # the Local leg in front cancelled its inner dial; it decides
@@ -147,8 +190,8 @@ def on_dial_end(st: State, f: Fields, out: Out) -> None:
         return
     live.out_status = status
     if status == "ANSWER" and live.kind == "outbound":
-        if dest.answered_est is None or dest.answered_est < st.now:
-            dest.answered_est = st.now
+        if dest.answered_est is None or dest.answered_est < st.t:
+            dest.answered_est = st.t
         if live.answer_chan is None:
             live.answer_chan = dest
             st.answered(live, out)
@@ -163,8 +206,12 @@ def on_agent_called(st: State, f: Fields, out: Out) -> None:
 
 
 def on_agent_connect(st: State, f: Fields, out: Out) -> None:
-    touch(st, f, "", out)
+    caller = touch(st, f, "", out)
     dest = touch(st, f, "Dest", out)
+    if caller is not None and caller.call is not None and dest is not None:
+        if dest.call is not caller.call and dest.parsed.pair not in caller.call.leg_by_pair:
+            picked_up(st, caller.call, dest, out)  # a phone took the queue's call (*8)
+            return
     if dest is not None and dest.call is not None:
         live = dest.call
         ls = live.leg_by_pair.get(dest.parsed.pair) or ring(st, live, dest, None, out)

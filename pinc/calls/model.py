@@ -135,6 +135,7 @@ class Call:
     cause: int | None = None
     cause_txt: str | None = None
     end_reason: str | None = None  # e.g. "ended while pinc was disconnected", "stale"
+    voicemail: bool = False  # the caller reached voicemail (VoiceMail ran on the call)
     linkedids: list[str] = field(default_factory=list)  # merged by attended transfers
     record_id: str | None = None  # the CRM record that asked for a click-to-call
     origin: str | None = None  # "crm" for click-to-call from the CRM or the API
@@ -164,6 +165,7 @@ class Call:
             "cause": self.cause,
             "cause_txt": self.cause_txt,
             "end_reason": self.end_reason,
+            "voicemail": self.voicemail,
             "linkedids": list(self.linkedids),
             "record_id": self.record_id,
             "origin": self.origin,
@@ -215,6 +217,7 @@ def call_from_dict(d: dict[str, Any]) -> Call:
         recording=d.get("recording"),
         record_id=d.get("record_id"),
         origin=d.get("origin"),
+        voicemail=bool(d.get("voicemail")),
         linkedids=[str(x) for x in d.get("linkedids") or []],
     )
     for leg in d.get("legs") or []:

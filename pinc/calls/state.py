@@ -18,6 +18,9 @@ from pinc.config import PbxConfig
 
 Out = list[CallChange]
 
+MAX_GONE = 20000  # ended channels remembered, so a late event makes no phantom call
+ODDITIES = ("unknown_event", "missing_field", "odd_channel", "unseen_channel", "stale_call")
+
 
 @dataclass(slots=True, eq=False)
 class Chan:
@@ -31,6 +34,7 @@ class Chan:
     context: str = ""
     exten: str = ""
     cid: str = ""
+    cid_raw: str = ""  # the CallerIDNum header cid was read from
     app: str = ""
     app_data: str = ""
     hung: bool = False
@@ -49,6 +53,7 @@ class LegState:
     followme_owner: str | None = None
     caller: Chan | None = None  # the channel that dialled it
     counts: bool = True  # False while it is an unconfirmed consultation target
+    rang: bool = True  # False for a phone that picked the call up: it answers, is no leg
 
 
 @dataclass(slots=True, eq=False)
@@ -92,6 +97,8 @@ class Live:
     last_at: float = 0.0
     cause_set: bool = False
     restored: bool = False  # taken back from the journal: its answer is already known
+    parked: Transfer | None = None  # in a parking lot, brought there by this transfer
+    host: str | None = None  # who talked with it though no leg of it rang (conference.py)
 
 
 class State:
@@ -107,17 +114,35 @@ class State:
         self.by_name: dict[str, Chan] = {}
         self.pairs: dict[str, Chan] = {}  # Local pair key -> the half seen first
         self.bridges: dict[str, list[Chan]] = {}  # BridgeUniqueid -> members, in entry order
+        self.rooms: dict[str, list[str]] = {}  # conference room -> employees in it, in order
         self.calls: dict[str, Live] = {}  # linkedid -> call (merged linkedids too)
         self.closing: dict[str, Live] = {}  # call id -> call waiting for its Cdrs
         self.originates: OrderedDict[str, dict[str, str | None]] = OrderedDict()
         self.crm_asks: dict[str, CrmAsk] = {}  # call id -> the transfer pinc asked for
         self.pending_out: list[CallChange] = []  # changes made between events (transfers.py)
         self.now = 0.0  # the event clock (clock.py): epoch seconds, UTC, never goes back
+        self.t = 0.0  # the time of the event being handled (clock.py): what calls record
         self.skew = 0.0  # live: the PBX's clock minus the arrival clock (clock.py)
         self.sharp = False  # the clock reads Timestamp headers or arrival times (clock.py)
         self.cdr_offset: float | None = None  # the PBX's local time minus UTC (cdr.py)
         self.seq = 0
         self.stats = {"events": 0, "calls_started": 0, "calls_ended": 0, "merged": 0}
+        self.event = ""  # the name of the event being handled
+        self.gone: OrderedDict[str, None] = OrderedDict()  # Uniqueids of ended calls (late events)
+        # what did not look like the AMI pinc knows; counted, never fatal (statistics())
+        self.oddities: dict[str, int] = dict.fromkeys(ODDITIES, 0)
+        self.odd_examples: dict[str, str] = {}
+
+    def odd(self, kind: str, example: str) -> None:
+        """Count an oddity of the input (one of ODDITIES), keeping its first example."""
+        self.oddities[kind] += 1
+        self.odd_examples.setdefault(kind, example[:200])
+
+    def forget(self, uid: str) -> None:
+        """A channel's call ended: its late events (a straggling VarSet) are ignored."""
+        self.gone[uid] = None
+        while len(self.gone) > MAX_GONE:
+            self.gone.popitem(last=False)
 
     # ---- lookups ------------------------------------------------------------------------
 
@@ -183,11 +208,11 @@ class State:
         # The call began when its oldest channel was made (the Linkedid's epoch second);
         # the clock is sharper when it is within that second, i.e. we saw it begin.
         started = epoch_of(linkedid)
-        if started is None or 0.0 <= self.now - started < 1.0:
-            started = self.now or started
+        if started is None or 0.0 <= self.t - started < 1.0:
+            started = self.t or started
         call = Call(id=self.new_id(linkedid, started), linkedid=linkedid, started_at=started)
         call.linkedids.append(linkedid)
-        live = Live(call=call, last_at=self.now)
+        live = Live(call=call, last_at=self.t)
         self.calls[linkedid] = live
         return live
 
@@ -196,7 +221,7 @@ class State:
         live.chans[chan.uid] = chan
         if not chan.hung:
             live.open += 1
-        live.last_at = self.now
+        live.last_at = self.t
 
     def classify(self, live: Live, kind: str, ext: str, number: str, out: Out) -> None:
         live.kind = kind
@@ -204,7 +229,10 @@ class State:
         call.direction = kind
         call.from_number = ext
         call.to_number = number
-        if live.answer_chan is not None and live.answer_chan.ext is not None and kind == "outbound":
+        ans = live.answer_chan
+        if ans is not None and (
+            (kind == "outbound" and ans.ext is not None) or (ans.originated and ans.ext == ext)
+        ):
             live.answer_chan = None  # the Originate's ring of the employee is not the answer
         self.announce(live, out)
 
@@ -227,6 +255,9 @@ class State:
         path = self.office.recording_path(raw)
         if path is None or path == live.recording:
             return
+        known = live.recording
+        if known and not known.startswith("/") and "/" not in path and known.endswith("/" + path):
+            return  # FreePBX's CDR names only the file of monitor/YYYY/MM/DD/<file>
         had = live.call.recording
         live.recording = path
         if live.answer_chan is not None and live.announced:
@@ -239,7 +270,7 @@ class State:
         it (a consultation call needs its AttendedTransfer event)."""
         self.refresh(live)
         from_ext = live.call.answered_by or ""
-        transfer = Transfer(kind="redirect", from_ext=from_ext, to=ls.leg.ext, at=self.now)
+        transfer = Transfer(kind="redirect", from_ext=from_ext, to=ls.leg.ext, at=self.t)
         live.xfers.append(Xfer(transfer, ls, needs_event=needs_event))
         if needs_event:
             ls.counts = False
@@ -273,7 +304,7 @@ class State:
         if gone.announced:
             gone.call.status = "completed" if gone.answer_chan is not None else "missed"
             gone.call.end_reason = f"merged into {keep.call.id}"
-            gone.call.ended_at = self.now
+            gone.call.ended_at = self.t
             self.emit(gone, "call.ended", out, {"merged_into": keep.call.id})
 
     def merge_older(self, a: Live, b: Live, out: Out) -> Live:
@@ -298,7 +329,7 @@ class State:
                 call.status = "ringing"
             return
         call.answered_at = ans.answered_est
-        by: str | None = None
+        by: str | None = live.host  # an employee who took it without a leg (a conference)
         if live.kind == "outbound":
             by = call.from_number or None
         for ls in live.legs:
@@ -320,7 +351,7 @@ class State:
             CallChange(
                 kind=kind,
                 call_id=live.call.id,
-                at=iso(self.now) or "",
+                at=iso(self.t) or "",
                 call=live.call.to_dict(),
                 data=data or {},
             )

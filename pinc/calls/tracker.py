@@ -21,16 +21,24 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from pinc.ami.protocol import Message
-from pinc.calls import cdr, channels, clock, closing, legs, transfers
-from pinc.calls.closing import DISCONNECTED_REASON, STALE_REASON
+from pinc.calls import cdr, channels, clock, closing, conference, legs, parking, transfers
+from pinc.calls.closing import DISCONNECTED_REASON, GONE_REASON, STALE_REASON
 from pinc.calls.model import Call, CallChange, CallIdFactory, call_from_dict
 from pinc.calls.names import clean, digits
 from pinc.calls.state import Chan, Live, Out, State
 from pinc.config import PbxConfig
 
-__all__ = ["DISCONNECTED_REASON", "MAX_PENDING_ORIGINATES", "STALE_REASON", "Tracker"]
+__all__ = [
+    "DISCONNECTED_REASON",
+    "GONE_REASON",
+    "MAX_PENDING_ORIGINATES",
+    "RESYNC_QUIET",
+    "STALE_REASON",
+    "Tracker",
+]
 
 MAX_PENDING_ORIGINATES = 1000
+RESYNC_QUIET = 60.0  # a periodic resync judges only calls with no event for this long
 
 Handler = Callable[[State, Mapping[str, str], Out], None]
 
@@ -52,9 +60,57 @@ HANDLERS: dict[str, Handler] = {
     "BridgeLeave": channels.on_bridge_leave,
     "BridgeDestroy": channels.on_bridge_destroy,
     "Cdr": cdr.on_cdr,
+    "ConfbridgeJoin": conference.on_join,
+    "ConfbridgeLeave": conference.on_leave,
+    "ParkedCall": parking.on_parked_call,
+    "UnParkedCall": parking.on_unparked_call,
     "OriginateResponse": channels.on_originate_response,
     "CoreShowChannel": channels.on_touch_only,
 }
+
+
+# The fields without which an event says nothing to the tracker.
+REQUIRED: dict[str, tuple[str, ...]] = {
+    "Newchannel": ("Channel", "Uniqueid"),
+    "DialBegin": ("DestUniqueid",),
+    "DialEnd": ("DestUniqueid", "DialStatus"),
+    "AgentCalled": ("DestUniqueid",),
+    "AgentConnect": ("DestUniqueid",),
+    "AgentRingNoAnswer": ("DestUniqueid",),
+    "BlindTransfer": ("Result",),
+    "AttendedTransfer": ("Result",),
+    "BridgeEnter": ("BridgeUniqueid", "Uniqueid"),
+    "BridgeLeave": ("BridgeUniqueid", "Uniqueid"),
+    "LocalBridge": ("LocalOneUniqueid", "LocalTwoUniqueid"),
+    "VarSet": ("Variable",),
+    "Cdr": ("UniqueID",),
+}
+
+# Events of Asterisk 13 to 22 that pinc knows and has no use for (or reads elsewhere);
+# any other event name is counted as an oddity (a PBX flavour pinc does not know).
+KNOWN_EVENTS = frozenset(
+    """Newchannel Newstate NewCallerid NewConnectedLine NewAccountCode HangupRequest
+    SoftHangupRequest DialState BridgeCreate BridgeMerge BridgeInfoChannel BridgeInfoComplete
+    BridgeVideoSourceUpdate MixMonitorStart MixMonitorStop MixMonitorMute Hold Unhold
+    MusicOnHoldStart MusicOnHoldStop QueueCallerLeave QueueMemberStatus QueueMemberAdded
+    QueueMemberRemoved QueueMemberPause QueueMemberPenalty QueueMemberRinginuse QueueParams
+    QueueEntry QueueStatusComplete AgentComplete AgentDump AgentLogin AgentLogoff
+    LocalOptimizationBegin LocalOptimizationEnd Rename DTMFBegin DTMFEnd RTCPSent
+    RTCPReceived FullyBooted Reload Shutdown SuccessfulAuth ChallengeSent
+    ChallengeResponseFailed InvalidPassword InvalidAccountID FailedACL RequestBadFormat
+    RequestNotAllowed AuthMethodNotAllowed UnexpectedAddress SessionLimit MemoryLimit
+    LoadAverageLimit Registry PeerStatus ContactStatus DeviceStateChange ExtensionStatus
+    PresenceStateChange PresenceStatus ChannelTalkingStart ChannelTalkingStop ConfbridgeStart
+    ConfbridgeEnd ConfbridgeTalking ConfbridgeMute
+    ConfbridgeUnmute ConfbridgeRecord ConfbridgeStopRecord ParkedCallGiveUp
+    ParkedCallTimeOut ParkedCallSwap Pickup MessageWaiting MWIGet MWIGetComplete
+    VoicemailPasswordChange AGIExecStart AGIExecEnd AsyncAGIStart AsyncAGIExec AsyncAGIEnd
+    UserEvent Cel CoreShowChannelsComplete CoreShowChannelMapComplete Status StatusComplete
+    FAXStatus ReceiveFAX SendFAX ChanSpyStart ChanSpyStop HangupHandlerPush HangupHandlerPop
+    HangupHandlerRun DAHDIChannel Alarm AlarmClear SpanAlarm SpanAlarmClear DNDState
+    MeetmeJoin MeetmeLeave MeetmeEnd MeetmeTalking MeetmeMute AOC-D AOC-E AOC-S
+    DeadlockStart""".split()
+)
 
 
 class Tracker:
@@ -70,20 +126,34 @@ class Tracker:
     def feed(self, msg: Message, at: float | None = None) -> list[CallChange]:
         """Process one AMI message; returns the changes it caused (often none)."""
         st = self._st
-        out = self._take_pending()
+        out = st.pending_out
+        if out:
+            st.pending_out = []
+        else:
+            out = []
         st.seq += 1
         if not msg.is_event:
             return out
         st.stats["events"] += 1
         f = msg.fields
-        clock.advance(st, f, at)
+        if at is None and "Timestamp" not in f:  # replay of an unstamped transcript
+            clock.from_uniqueids(st, f)
+        else:
+            clock.advance(st, f, at)
         if st.closing:  # before the event: a call due by this event's time is over
             closing.finish_due(st, out)
-        handler = HANDLERS.get(msg.name)
+        name = st.event = msg.name
+        for key in REQUIRED.get(name, ()):
+            if key not in f:
+                st.odd("missing_field", f"{name} without {key}")
+        handler = HANDLERS.get(name)
         if handler is not None:
             handler(st, f, out)
-        elif "Uniqueid" in f:
-            channels.touch(st, f, "", out)
+        else:
+            if name not in KNOWN_EVENTS:
+                st.odd("unknown_event", name)
+            if "Uniqueid" in f:
+                channels.touch(st, f, "", out)
         return out
 
     # ------------------------------------------------------------------ what pinc does
@@ -130,10 +200,15 @@ class Tracker:
 
     # ------------------------------------------------------------------ time passing
 
-    def resync(self, snapshot: Sequence[Message], at: float) -> list[CallChange]:
-        """After a reconnect: end the calls none of whose channels is still up."""
+    def resync(
+        self, snapshot: Sequence[Message], at: float, *, periodic: bool = False
+    ) -> list[CallChange]:
+        """``CoreShowChannels`` listed the channels up now: end the calls none of whose
+        channels is still up. After a reconnect they ended while pinc was away; on a
+        ``periodic`` check their Hangups were lost (stale), and only calls quiet for
+        ``RESYNC_QUIET`` seconds are judged, so a call that is ending right now is not."""
         st = self._st
-        out: list[CallChange] = []
+        out = self._take_pending()
         clock.wall(st, at)
         alive_uids: set[str] = set()
         alive_links: set[str] = set()
@@ -143,21 +218,33 @@ class Tracker:
                 alive_uids.add(uid)
                 alive_links.add(clean(msg.get("Linkedid")) or uid)
         for live in st.unique_live():
-            if live.closed:
+            if live.closed or (periodic and st.now - live.last_at < RESYNC_QUIET):
                 continue
             still = [c for c in live.chans.values() if c.uid in alive_uids]
             known_link = any(link in alive_links for link in live.call.linkedids)
             if not still and not known_link:
-                closing.end_now(st, live, DISCONNECTED_REASON, out)
+                if periodic:
+                    st.odd("stale_call", live.call.linkedid)
+                reason = GONE_REASON if periodic else DISCONNECTED_REASON
+                closing.end_now(st, live, reason, out)
                 continue
             for chan in live.chans.values():
                 if not chan.hung and chan.uid not in alive_uids:
                     chan.hung = True
                     live.open -= 1
+        st.event = "CoreShowChannel"
         for msg in snapshot:  # channels we had never seen: start tracking them
             if clean(msg.get("Uniqueid")) not in st.chans:
                 channels.touch(st, msg.fields, "", out)
         return out
+
+    def oddities(self) -> dict[str, int]:
+        """How often the input did not look like the AMI pinc knows, by kind."""
+        return dict(self._st.oddities)
+
+    def oddity_example(self, kind: str) -> str:
+        """The first example of an oddity of ``kind`` (for a log line)."""
+        return self._st.odd_examples.get(kind, "")
 
     def expire(self, at: float) -> list[CallChange]:
         """Close stale calls and finish ended calls whose Cdr grace has passed."""
@@ -167,6 +254,7 @@ class Tracker:
         limit = st.now - self.pbx.stale_call_seconds
         for live in st.unique_live():
             if not live.closed and live.last_at < limit:
+                st.odd("stale_call", live.call.linkedid)
                 closing.end_now(st, live, STALE_REASON, out)
         closing.finish_due(st, out)
         return out
@@ -253,6 +341,8 @@ class Tracker:
             "closing_calls": len(st.closing),
             "channels": len(st.chans),
             "pending_originates": len(st.originates),
+            "oddities": dict(st.oddities),
+            "oddity_examples": dict(st.odd_examples),
         }
 
 

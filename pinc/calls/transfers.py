@@ -84,7 +84,7 @@ def explicit_transfer(
                 x.transfer.from_ext = from_ext
             confirm(st, live, x, out)
             return
-    transfer = Transfer(kind=kind, from_ext=from_ext, to=target, at=st.now)
+    transfer = Transfer(kind=kind, from_ext=from_ext, to=target, at=st.t)
     x = Xfer(transfer, None, needs_event=False)
     live.xfers.append(x)
     live.expect_target = target
@@ -154,7 +154,7 @@ def followme_step(st: State, live: Live, ls: LegState, out: Out) -> None:
         return
     if prev.leg.result is None:
         prev.leg.result = "no-answer"
-    transfer = Transfer(kind="followme", from_ext=prev.leg.ext, to=ls.leg.ext, at=st.now)
+    transfer = Transfer(kind="followme", from_ext=prev.leg.ext, to=ls.leg.ext, at=st.t)
     live.xfers.append(Xfer(transfer, ls, needs_event=False, confirmed=True))
     live.call.transfers.append(transfer)
     if live.announced:

@@ -7,7 +7,19 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[2] / "pinc" / "calls"
 MAX_LINES = 400
-PARTS = ("tracker", "state", "names", "channels", "legs", "transfers", "cdr", "closing")
+PARTS = (
+    "tracker",
+    "state",
+    "names",
+    "channels",
+    "legs",
+    "transfers",
+    "cdr",
+    "closing",
+    "clock",
+    "parking",
+    "conference",
+)
 # The tracker reads no clock and does no I/O: none of these may be imported by its parts.
 IMPURE = ("time", "datetime.datetime.now", "socket", "trio", "os", "pathlib", "sqlite3")
 

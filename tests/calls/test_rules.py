@@ -262,3 +262,160 @@ def test_attended_transfer_with_or_without_its_target_fields(
         ("101", "answered"),
         ("102", "answered"),
     ]
+
+
+# ---- pickup --------------------------------------------------------------------------------
+
+
+def test_a_phone_that_picks_up_answers_the_call_and_is_no_leg(config: Config) -> None:
+    """Asterisk's DialEnd ANSWER names the picker's own channel, which began a call of its
+    own (it dialled ``*8``); that call folds into the ringing one, and the picker owns it."""
+    link = "1800000000.1"
+    trunk = Ch("PJSIP/trunk-00000001", link, link, "from-trunk", "74951230101", "79035550011")
+    p101 = Ch("PJSIP/101-00000002", "1800000000.2", link, "from-internal", "s", "101")
+    p103 = Ch("PJSIP/103-00000003", "1800000004.3", "1800000004.3", "from-internal", "*8", "103")
+    joined = p103.moved(linkedid=link)
+    events = [
+        newchannel(trunk),
+        newchannel(p101),
+        dial_begin(trunk, p101),
+        newchannel(p103),
+        event("Pickup", p103.block()),
+        dial_end(trunk, p103, "ANSWER"),
+        hangup(p101, cause=26),
+        bridge_enter(p103, "b-1"),
+        bridge_enter(trunk, "b-1"),
+        hangup(joined),
+        hangup(trunk),
+    ]
+    (call,) = _ended(_run(config, events))
+    assert (call["status"], call["answered_by"]) == ("completed", "103")
+    assert [(x["ext"], x["result"]) for x in call["legs"]] == [("101", "cancelled")]
+    assert call["linkedid"] == link
+
+
+# ---- recordings and voicemail --------------------------------------------------------------
+
+
+def test_freepbx_dated_recording_is_kept_when_the_cdr_names_only_its_file() -> None:
+    from pinc.config import load_config
+
+    config = load_config(None, env={}, overrides={"pbx": {"recordings_dir": "/var/spool/mon"}})
+    link = "1800000000.1"
+    trunk = Ch("PJSIP/trunk-00000001", link, link, "from-trunk", "74951230101", "79035550011")
+    phone = Ch("PJSIP/101-00000002", "1800000000.2", link, "from-internal", "s", "101")
+    name = "external-74951230101-79035550011-20270115-110000-1800000000.1.wav"
+    events = [
+        newchannel(trunk),
+        event(
+            "Newexten",
+            trunk.block(),
+            ("Application", "MixMonitor"),
+            ("AppData", f"/var/spool/mon/2027/01/15/{name},b"),
+        ),
+        newchannel(phone),
+        dial_begin(trunk, phone),
+        dial_end(trunk, phone, "ANSWER"),
+        hangup(phone),
+        hangup(trunk),
+        event(
+            "Cdr",
+            ("UniqueID", link),
+            ("StartTime", "2027-01-15 11:00:00"),
+            ("AnswerTime", "2027-01-15 11:00:00"),
+            ("EndTime", "2027-01-15 11:00:05"),
+            ("Disposition", "ANSWERED"),
+            ("RecordingFile", name),
+        ),
+    ]
+    (call,) = _ended(_run(config, events))
+    assert call["recording"] == f"2027/01/15/{name}"
+
+
+def test_voicemail_after_no_answer_is_a_missed_call_that_says_so(config: Config) -> None:
+    link = "1800000000.1"
+    trunk = Ch("PJSIP/trunk-00000001", link, link, "from-trunk", "74951230101", "79035550011")
+    phone = Ch("PJSIP/101-00000002", "1800000000.2", link, "from-internal", "s", "101")
+    events = [
+        newchannel(trunk),
+        newchannel(phone),
+        dial_begin(trunk, phone),
+        dial_end(trunk, phone, "NOANSWER"),
+        hangup(phone, cause=19),
+        event(
+            "Newexten", trunk.block(), ("Application", "VoiceMail"), ("AppData", "101@default,u")
+        ),
+        hangup(trunk),
+    ]
+    (call,) = _ended(_run(config, events))
+    assert (call["status"], call["answered_by"], call["voicemail"]) == ("missed", None, True)
+    assert [(x["ext"], x["result"]) for x in call["legs"]] == [("101", "no-answer")]
+
+
+# ---- parking and conferences ----------------------------------------------------------------
+
+
+def test_a_parked_call_belongs_to_whoever_takes_it_from_the_lot(config: Config) -> None:
+    link = "1800000000.1"
+    trunk = Ch("PJSIP/trunk-00000001", link, link, "from-trunk", "74951230101", "79035550022")
+    p101 = Ch("PJSIP/101-00000002", "1800000000.2", link, "from-internal", "s", "101")
+    p102 = Ch("PJSIP/102-00000003", "1800000009.3", "1800000009.3", "from-internal", "701", "102")
+    events = [
+        newchannel(trunk),
+        newchannel(p101),
+        dial_begin(trunk, p101),
+        dial_end(trunk, p101, "ANSWER"),
+        bridge_enter(p101, "b-1"),
+        bridge_enter(trunk, "b-1"),
+        event(
+            "BlindTransfer",
+            ("Result", "Success"),
+            p101.block("Transferer"),
+            trunk.block("Transferee"),
+            ("Context", "from-internal"),
+            ("Extension", "700"),
+        ),
+        event("ParkedCall", trunk.block("Parkee"), ("ParkingSpace", "701")),
+        hangup(p101),
+        newchannel(p102),
+        event("UnParkedCall", trunk.block("Parkee"), p102.block("Retriever")),
+        bridge_enter(p102.moved(linkedid=link), "b-2"),
+        hangup(trunk),
+        hangup(p102.moved(linkedid=link)),
+    ]
+    (call,) = _ended(_run(config, events))
+    assert (call["status"], call["answered_by"]) == ("completed", "102")
+    assert [(x["ext"], x["result"]) for x in call["legs"]] == [("101", "answered")]
+    assert [(t["kind"], t["from"], t["to"]) for t in call["transfers"]] == [("blind", "101", "102")]
+
+
+def test_a_conference_room_answers_its_callers(config: Config) -> None:
+    """A phone that dials the room talks on its own internal call; an outside caller who
+    joins is answered by the employee who opened the room. Nothing merges, nothing rings."""
+    p101 = Ch("PJSIP/101-00000001", "1800000000.1", "1800000000.1", "from-internal", "8000", "101")
+    trunk = Ch(
+        "PJSIP/trunk-00000002",
+        "1800000003.2",
+        "1800000003.2",
+        "from-trunk",
+        "74951230009",
+        "79031239876",
+    )
+    room = [("Conference", "8000"), ("BridgeUniqueid", "b-room")]
+    events = [
+        newchannel(p101),
+        event("ConfbridgeJoin", *room, p101.block()),
+        newchannel(trunk),
+        event("ConfbridgeJoin", *room, trunk.block()),
+        event("ConfbridgeLeave", *room, trunk.block()),
+        hangup(trunk),
+        event("ConfbridgeLeave", *room, p101.block()),
+        hangup(p101),
+    ]
+    calls = sorted(_ended(_run(config, events)), key=lambda c: str(c["linkedid"]))
+    got = [(c["direction"], c["from"], c["to"], c["status"], c["answered_by"]) for c in calls]
+    assert got == [
+        ("internal", "101", "8000", "completed", "101"),
+        ("inbound", "79031239876", "74951230009", "completed", "101"),
+    ]
+    assert all(c["legs"] == [] for c in calls)

@@ -97,7 +97,21 @@ class StandInTracker:
     ) -> None:
         return None
 
-    def resync(self, channels: Sequence[Message], at: float) -> list[CallChange]:
+    def note_transfer(self, call_id: str, to: str = "") -> None:
+        return None
+
+    def transfer_result(self, call_id: str, to: str, accepted: bool) -> None:
+        return None
+
+    def oddities(self) -> dict[str, int]:
+        return {}
+
+    def oddity_example(self, kind: str) -> str:
+        return ""
+
+    def resync(
+        self, channels: Sequence[Message], at: float, *, periodic: bool = False
+    ) -> list[CallChange]:
         self.resynced.append(channels)
         alive = {m.get("Linkedid") for m in channels}
         out = []

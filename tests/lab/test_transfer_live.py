@@ -2,13 +2,20 @@
 
 A call from outside is answered by 101; pinc's ``/transfer`` moves it to 102, blind or
 attended. It must end answered by 102 with one transfer of kind ``crm`` (pinc's own), in
-the journal of the ``pinc run`` that did it. On the Local-channel office 101's phone is a
-Local channel: the transfer must act on its half that is bridged with the caller.
+the journal of the ``pinc run`` that did it:
+
+- on the kit's Local-channel office (``start.sh --office local``): 101's phone is a Local
+  channel, and the transfer must act on its half that is bridged with the caller;
+- on the project's PJSIP office (``python -m tests.lab.offices start labpjsip``): a PJSIP
+  phone, a FreePBX-style queue member ``Local/101@from-queue/n`` (two Local halves, one
+  bridged with the caller, one with the phone), and a member whose Local channel Asterisk
+  optimised away.
 """
 
 from __future__ import annotations
 
 import json
+import signal
 import time
 import urllib.parse
 import urllib.request
@@ -20,7 +27,9 @@ import pytest
 import trio
 
 from pinc.ami.protocol import AMIConnection, Message
-from tests.lab.lab import Office, PincRun, office_config, pinc_run
+from tests.lab.lab import Office, PincRun, find_office, lab_dir, office_config, pinc_run
+from tests.lab.parties import Parties
+from tests.lab.sipp import Answer, Pause, Uac
 
 TOKEN = "lab-transfer-token-0123456789abcdef"
 SECRET = "lab-transfer-secret-0123456789"
@@ -161,7 +170,10 @@ async def _local_transfer(office: Office, run: PincRun, mode: str) -> dict[str, 
         ext101 = answered.get("DestChannel")  # 101's half that is bridged with the caller
         call = await _live_call(run, lambda c: c.get("answered_by") == "101")
         status, text = await trio.to_thread.run_sync(
-            _http, run, "POST", "/transfer",
+            _http,
+            run,
+            "POST",
+            "/transfer",
             {"secret": SECRET, "call": call["id"], "to": "102", "mode": mode},
         )
         assert (status, text) == (200, "Success")
@@ -200,3 +212,103 @@ def test_transfer_on_the_local_channel_office(
 def _ping(run: PincRun) -> Any:
     status, text = _http(run, "GET", "/ping")
     return json.loads(text) if status == 200 else {}
+
+
+# ---- the PJSIP office: phones and carriers are sipp (tests/lab/office, tests/lab/parties) ----
+
+DID_FPBX_RINGALL = "74951230001"  # queue: Local/101@from-queue/n, Local/102@from-queue/n
+DID_FPBX_LINEAR = "74951230004"  # queue: Local/101@from-queue (optimised away), 102, 103
+
+
+@pytest.fixture
+def lab_office() -> Office:
+    """The project's own PJSIP office (``python -m tests.lab.offices start labpjsip``)."""
+    if lab_dir() is None:
+        pytest.skip("the lab tier needs PINC_LAB (see tests/lab/README.md)")
+    office = find_office("labpjsip")
+    if office is None:
+        pytest.skip("no labpjsip office in $PINC_LAB (python -m tests.lab.offices start)")
+    return office
+
+
+async def _pjsip_transfer(office: Office, run: PincRun, did: str, mode: str) -> dict[str, Any]:
+    folder = run.config_path.parent / "sipp"
+    async with trio.open_nursery() as nursery:
+        ami = Ami(office, run.config_path.parent / "driver.ami")
+        await nursery.start(ami.run)
+        parties = Parties(dict(office.raw), folder, nursery)
+        try:
+            await parties.phone("101", Answer("answer", ring_ms=1000))
+            # 102 rings with 101 in the ring-all queue: it answers only after the queue gave
+            # up on it (101 answers first), i.e. when the transfer rings it
+            await parties.phone("102", Answer("answer", ring_ms=3000))
+            caller = await parties.call(Uac(CALLER, did, name=CALLER, steps=[Pause(60000)]))
+            answered = await ami.wait_event(
+                lambda m: (
+                    m.name in ("DialEnd", "AgentConnect")
+                    and m.get("DialStatus", "ANSWER") == "ANSWER"
+                    and "101" in m.get("DestChannel")
+                )
+            )
+            assert answered is not None
+            call = await _live_call(run, lambda c: c.get("answered_by") == "101")
+            status, text = await trio.to_thread.run_sync(
+                _http,
+                run,
+                "POST",
+                "/transfer",
+                {"secret": SECRET, "call": call["id"], "to": "102", "mode": mode},
+            )
+            assert (status, text) == (200, "Success")
+            if mode == "attended":
+                # the consultation: 101 talks with 102, then hangs up to complete
+                await ami.wait_event(_dest("PJSIP/102"))
+                await trio.sleep(1)
+                ext101 = _bridged_channel_of_101(ami)
+                await ami.action("Hangup", [("Channel", ext101)])
+                await ami.wait_event(lambda m: m.name == "AttendedTransfer")
+            await _live_call(run, lambda c: c["id"] == call["id"] and c.get("answered_by") == "102")
+            await trio.sleep(2)  # the caller talks with 102
+            caller.process.send_signal(signal.SIGTERM)
+            await ami.action("Hangup", [("Channel", "/^PJSIP\\/trunk-/")])
+            ended = await _ended_call(run, call["id"])
+        finally:
+            with trio.CancelScope(shield=True):
+                await parties.stop()
+        nursery.cancel_scope.cancel()
+    return ended
+
+
+def _bridged_channel_of_101(ami: Ami) -> str:
+    """The channel of 101 that is in a bridge now (PJSIP/101-…, or a Local member's half)."""
+    inside: dict[str, str] = {}
+    for m in ami.events:
+        if m.name == "BridgeEnter":
+            inside[m.get("Uniqueid")] = m.get("Channel")
+        elif m.name in ("BridgeLeave", "Hangup"):
+            inside.pop(m.get("Uniqueid"), None)
+    found = [c for c in inside.values() if c.startswith(("PJSIP/101-", "Local/101@"))]
+    assert found, inside
+    return found[-1]
+
+
+@pytest.mark.parametrize("mode", ["blind", "attended"])
+@pytest.mark.parametrize(
+    "did",
+    [DID_101, DID_FPBX_RINGALL, DID_FPBX_LINEAR],
+    ids=["pjsip-phone", "local-member", "local-member-optimised"],
+)
+def test_transfer_on_the_pjsip_office(
+    lab_office: Office, tmp_path: Path, did: str, mode: str
+) -> None:
+    config = office_config(lab_office, tmp_path, web={"token": TOKEN}, crm={"secret": SECRET})
+    with pinc_run(config, tmp_path) as run:
+        deadline = time.monotonic() + 20
+        while '"connected": true' not in json.dumps(_ping(run)) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        call = trio.run(_pjsip_transfer, lab_office, run, did, mode)
+    assert call["status"] == "completed"
+    assert call["answered_by"] == "102"
+    assert [(t["kind"], t["from"], t["to"]) for t in call["transfers"]] == [("crm", "101", "102")]
+    assert call["legs"][0]["ext"] == "101"
+    assert ("102", "answered") in [(x["ext"], x["result"]) for x in call["legs"]]
