@@ -280,8 +280,14 @@ async def test_transfer_refusals_carry_the_reason(
     stranger = crm(env.base, ext="102")  # 102 is not on c101: pinc refuses, nothing moves
     before = len(env.ami.actions)
     other = await op(php, tmp_path, stranger, "transfer", "c101", "79160000001", "blind")
-    assert other["error"] == "not_live" and "102" in other["detail"]
+    assert other == {"ok": False, "error": "not_live", "detail": "no such call"}
     assert len(env.ami.actions) == before
+    # A number pinc's dialling policy refuses (international, with no pbx.dial_patterns):
+    # its reason, not "wrong secret", reaches the card.
+    abroad = await op(php, tmp_path, crm(env.base), "transfer", "c101", "+44 20 7946 0000",
+                      "blind")
+    assert abroad == {"ok": False, "error": "refused_policy",
+                      "detail": "to: not a number the dialling policy allows"}, abroad
     # A user whose CRM extension is not one of pinc's phones: pinc says why, the card shows it.
     odd = await op(php, tmp_path, crm(env.base, ext="sales_desk"), "transfer", "c101", "102",
                    "blind")

@@ -151,8 +151,10 @@ async def test_transfers_follow_the_policy(env: Env, client: httpx.AsyncClient,
     await env.put([change("call.answered", live)])
     env.ingest.live = [live]
     env.ingest.channels[live["id"]] = [
-        {"channel": "PJSIP/trunk-00000001", "ext": "", "role": "customer"},
-        {"channel": "PJSIP/101-00000002", "ext": "101", "role": "employee"}]
+        {"channel": "PJSIP/trunk-00000001", "ext": "", "role": "customer",
+         "bridge": "b-1", "partner": "employee"},
+        {"channel": "PJSIP/101-00000002", "ext": "101", "role": "employee",
+         "bridge": "b-1", "partner": "customer"}]
     transfer = {"secret": SECRET, "call": live["id"]}
     r = await client.post("/transfer", params={**transfer, "to": "810441234567890"})
     assert (r.status_code, r.text) == (403, "Error: to: not a number the dialling policy allows")

@@ -32,6 +32,7 @@ $jsLanguageStrings = array(
     'err_unreachable' => 'Phone connector unreachable: live calls cannot be shown.',
     'err_refused_secret' => 'The connector refused the CRM (secret key or address).',
     'err_bad_input' => 'Not a valid extension or number.',
+    'err_refused_policy' => 'The connector\'s dialling policy does not allow this number.',
     'err_refused_input' => 'The connector refused this transfer.',
     'err_not_live' => 'This call is no longer live.',
     'err_rate_limited' => 'Too many requests: try again in a moment.',

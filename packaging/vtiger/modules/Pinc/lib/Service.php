@@ -114,7 +114,7 @@ class Pinc_Service {
         } catch (Pinc_Unreachable $e) {
             return self::failure('unreachable');
         } catch (Pinc_Refused $e) {
-            return self::failure(self::codeOf($e->status), $e->getMessage());
+            return self::failure(self::codeOf($e->status, $e->getMessage()), $e->getMessage());
         }
         return array('ok' => true, 'calls' => $calls);
     }
@@ -143,7 +143,7 @@ class Pinc_Service {
             return self::failure('unreachable');
         } catch (Pinc_Refused $e) {
             $this->crm->log("pinc: transfer of call $callId by $ext to $digits refused ($e->status): " . $e->getMessage());
-            return self::failure(self::codeOf($e->status), $e->getMessage());
+            return self::failure(self::codeOf($e->status, $e->getMessage()), $e->getMessage());
         }
         return array('ok' => true, 'call' => $callId, 'to' => $digits, 'mode' => $mode);
     }
@@ -232,12 +232,16 @@ class Pinc_Service {
         return $problems;
     }
 
-    /** The card's error code for an HTTP status pinc refused with. */
-    public static function codeOf($status) {
+    /**
+     * The card's error code for an HTTP status pinc refused with. A 403 is the secret
+     * ("Authentication Failure") or pinc's dialling policy ("Error: to: ...").
+     */
+    public static function codeOf($status, $reason = '') {
         switch ((int) $status) {
             case 400: return 'refused_input';
-            case 401:
-            case 403: return 'refused_secret';
+            case 401: return 'refused_secret';
+            case 403:
+                return ($reason === '' || $reason === 'Authentication Failure') ? 'refused_secret' : 'refused_policy';
             case 404:
             case 409: return 'not_live';
             case 429: return 'rate_limited';
