@@ -116,7 +116,7 @@ def _no_spawn(fn: Callable[[], Awaitable[Any]]) -> None:
 
 
 def create_app(services: Services | None, *, spawn: Spawn | None = None) -> QuartTrio:
-    from pinc.web import routes_admin, routes_api, routes_pages, routes_vtiger, ws
+    from pinc.web import routes_admin, routes_api, routes_module, routes_pages, routes_vtiger, ws
 
     app = QuartTrio(__name__, static_folder="static", static_url_path="/static")
     app.config["RESPONSE_TIMEOUT"] = None  # streams are bounded by the write deadline instead
@@ -152,6 +152,7 @@ def create_app(services: Services | None, *, spawn: Spawn | None = None) -> Quar
     app.register_blueprint(routes_vtiger.blueprint)
     app.register_blueprint(routes_api.blueprint)
     app.register_blueprint(routes_admin.blueprint)
+    app.register_blueprint(routes_module.blueprint)
     app.register_blueprint(ws.blueprint)
 
     @app.before_request

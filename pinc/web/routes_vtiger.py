@@ -160,7 +160,9 @@ async def transfer() -> Response:
             raise validate.InvalidInput("call or ext is required")
     except validate.InvalidInput as exc:
         log.warning("/transfer refused: %s", exc)
-        return text("Error", 400)
+        # Only pinc's vtiger module calls /transfer (no stock vtiger does): its card shows
+        # the reason, so the body names the field (never an echo of the value).
+        return text(f"Error: {exc}", 400)
     audit = partial(actions.audit, "transfer", who="crm", address=request.remote_addr,
                     call=call_id, ext=ext, to=to, mode=mode, context=pbx.originate_context)
     if call_id is None:

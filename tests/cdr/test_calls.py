@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from pinc.calls.names import Office
 from pinc.calls.model import call_id_for
+from pinc.calls.names import Office
 from pinc.calls.replay import replay_files
 from pinc.cdr.calls import calls_from_rows
 from pinc.cdr.rows import LAYOUTS, parse_csv, parse_csv_line, zone

@@ -1,0 +1,43 @@
+<?php
+/* pinc's vtiger module: English strings. JS_ strings go to the live call card. */
+$languageStrings = array(
+    'Pinc' => 'pinc connector',
+    'LBL_PINC_CARD_WINDOW' => 'pinc: my calls',
+    'LBL_PINC_NO_CALLS' => 'No call right now.',
+    'LBL_PINC_CONNECTOR' => 'pinc connector',
+);
+
+$jsLanguageStrings = array(
+    'ringing' => 'Ringing',
+    'talking' => 'Talking with',
+    'calling' => 'Calling',
+    'hold' => 'On hold',
+    'responsible' => 'Responsible',
+    'hidden' => 'a CRM record you have no access to',
+    'unknown' => 'Not in the CRM',
+    'create_Contacts' => 'Create contact',
+    'create_Leads' => 'Create lead',
+    'transfer' => 'Transfer',
+    'blind' => 'Blind',
+    'attended' => 'Attended',
+    'colleague' => 'Colleague…',
+    'number' => 'or a number',
+    'transferring' => 'Transferring…',
+    'transferred' => 'Transfer sent',
+    'close' => 'Close',
+    'looking_up' => 'Looking up…',
+    'err_not_configured' => 'The connector is not configured (PBXManager app URL and secret key).',
+    'err_no_extension' => 'You have no CRM phone extension.',
+    'err_not_permitted' => 'You may not receive calls (profile tool "Receive Incoming Calls").',
+    'err_unreachable' => 'Phone connector unreachable: live calls cannot be shown.',
+    'err_refused_secret' => 'The connector refused the CRM (secret key or address).',
+    'err_bad_input' => 'Not a valid extension or number.',
+    'err_refused_policy' => 'The connector\'s dialling policy does not allow this number.',
+    'err_refused_input' => 'The connector refused this transfer.',
+    'err_not_live' => 'This call is no longer live.',
+    'err_rate_limited' => 'Too many requests: try again in a moment.',
+    'err_pbx_refused' => 'The PBX refused the transfer.',
+    'err_ami_down' => 'The connector is not connected to the PBX.',
+    'err_pbx_timeout' => 'The PBX did not answer in time.',
+    'err_error' => 'The transfer failed.',
+);

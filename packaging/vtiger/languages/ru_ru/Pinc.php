@@ -1,0 +1,43 @@
+<?php
+/* pinc's vtiger module: Russian strings. JS_ strings go to the live call card. */
+$languageStrings = array(
+    'Pinc' => 'Коннектор pinc',
+    'LBL_PINC_CARD_WINDOW' => 'pinc: мои звонки',
+    'LBL_PINC_NO_CALLS' => 'Сейчас звонков нет.',
+    'LBL_PINC_CONNECTOR' => 'Коннектор pinc',
+);
+
+$jsLanguageStrings = array(
+    'ringing' => 'Входящий звонок',
+    'talking' => 'Разговор с',
+    'calling' => 'Вызов',
+    'hold' => 'На удержании',
+    'responsible' => 'Ответственный',
+    'hidden' => 'запись CRM, к которой у вас нет доступа',
+    'unknown' => 'Нет в CRM',
+    'create_Contacts' => 'Создать контакт',
+    'create_Leads' => 'Создать обращение',
+    'transfer' => 'Перевести',
+    'blind' => 'Сразу',
+    'attended' => 'С консультацией',
+    'colleague' => 'Коллега…',
+    'number' => 'или номер',
+    'transferring' => 'Перевод…',
+    'transferred' => 'Перевод отправлен',
+    'close' => 'Закрыть',
+    'looking_up' => 'Поиск в CRM…',
+    'err_not_configured' => 'Коннектор не настроен (адрес и секретный ключ в настройках Звонков).',
+    'err_no_extension' => 'У вас не указан внутренний номер (CRM Phone Extension).',
+    'err_not_permitted' => 'Вам не разрешено принимать звонки (инструмент профиля «Receive Incoming Calls»).',
+    'err_unreachable' => 'Коннектор телефонии недоступен: звонки не отображаются.',
+    'err_refused_secret' => 'Коннектор отказал CRM (секретный ключ или адрес).',
+    'err_bad_input' => 'Неверный внутренний или внешний номер.',
+    'err_refused_policy' => 'Этот номер не разрешён правилами набора коннектора.',
+    'err_refused_input' => 'Коннектор отказал в переводе.',
+    'err_not_live' => 'Этот звонок уже завершён.',
+    'err_rate_limited' => 'Слишком много запросов: попробуйте чуть позже.',
+    'err_pbx_refused' => 'АТС отказала в переводе.',
+    'err_ami_down' => 'Коннектор не подключён к АТС.',
+    'err_pbx_timeout' => 'АТС не ответила вовремя.',
+    'err_error' => 'Перевод не удался.',
+);
