@@ -19,12 +19,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import random
-import re
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
 
 import trio
 
@@ -34,101 +31,28 @@ from pinc.ami.protocol import (
     Message,
     ProtocolError,
     encode_headers,
-    parse_block,
+)
+from pinc.sim.amisession import (
+    AMI_VERSION,
+    ASTERISK_VERSION,
+    SIMPLE_SUCCESS,
+    SNAPSHOT_KEYS,
+    Event,
+    EventItem,
+    Reply,
+    Session,
+    add_filter,
+    command_output,
+    core_show_channels,
+    parse_event,
+    set_events,
 )
 from pinc.sim.mastercsv import MasterCsv
 
 log = logging.getLogger(__name__)
 
-AMI_VERSION = "11.0.0"
-ASTERISK_VERSION = "Asterisk 22.10.1"
 _BATCH_EVENTS = 256  # events written to a client in one send, at most
 _BATCH_BYTES = 64 * 1024
-_SIMPLE_SUCCESS = {
-    "originate": "Originate successfully queued",
-    "redirect": "Redirect successful",
-    "blindtransfer": "Transfer succeeded",
-    "atxfer": "Atxfer successfully queued",
-    "setvar": "Variable Set",
-    "filter": "Filter Added",
-    "events": "Events on",
-    "hangup": "Channel Hungup",
-    "getvar": "Result will follow",
-}
-# The channel snapshot block, in Asterisk's wire order (manager_channels.c).
-_SNAPSHOT_KEYS = (
-    "Channel",
-    "ChannelState",
-    "ChannelStateDesc",
-    "CallerIDNum",
-    "CallerIDName",
-    "ConnectedLineNum",
-    "ConnectedLineName",
-    "Language",
-    "AccountCode",
-    "Context",
-    "Exten",
-    "Priority",
-    "Uniqueid",
-    "Linkedid",
-)
-
-EventItem = bytes | tuple[float, bytes]
-
-
-@dataclass
-class _Event:
-    delay: float
-    raw: bytes
-    message: Message
-    classes: frozenset[str]
-    text: str
-
-
-@dataclass
-class _Session:
-    stream: trio.SocketStream
-    cancel: trio.CancelScope
-    lock: trio.StrictFIFOLock = field(default_factory=trio.StrictFIFOLock)
-    logged_in: bool = False
-    challenge: str = ""
-    events_on: bool = True
-    classes: frozenset[str] | None = None  # None: every class
-    includes: list[re.Pattern[str]] = field(default_factory=list)
-    excludes: list[re.Pattern[str]] = field(default_factory=list)
-
-    def wants(self, ev: _Event) -> bool:
-        if not self.events_on:
-            return False
-        if self.classes is not None and ev.classes and not (ev.classes & self.classes):
-            return False
-        if self.includes and not any(p.search(ev.text) for p in self.includes):
-            return False
-        return not any(p.search(ev.text) for p in self.excludes)
-
-    async def send(self, data: bytes) -> bool:
-        """Write ``data``; False when the client is gone."""
-        try:
-            async with self.lock:
-                with trio.fail_after(10):
-                    await self.stream.send_all(data)
-            return True
-        except (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError, OSError):
-            self.cancel.cancel()
-            return False
-
-
-def _parse_event(item: EventItem) -> _Event:
-    delay, raw = (0.0, item) if isinstance(item, bytes) else (float(item[0]), item[1])
-    if not raw.endswith(b"\n\n") and not raw.endswith(b"\r\n\r\n"):
-        raw = raw.rstrip(b"\r\n") + b"\r\n\r\n"
-    text = raw.decode("utf-8", errors="replace").rstrip("\r\n")
-    message = parse_block(text)
-    privilege = message.get("Privilege")
-    classes = frozenset(c.strip().lower() for c in privilege.split(",") if c.strip()) - {"all"}
-    return _Event(delay, raw, message, classes, text.replace("\r\n", "\n"))
-
-
 class AmiSimServer:
     """A fake Asterisk on a real TCP socket. Start it with ``await nursery.start(server.run)``,
     which returns the bound port."""
@@ -163,8 +87,8 @@ class AmiSimServer:
         self.connections = 0  # TCP connections accepted
         self.fail_auth = False
         self._stall = False
-        self._log: list[_Event] = []
-        self._sessions: list[_Session] = []
+        self._log: list[Event] = []
+        self._sessions: list[Session] = []
         self._changed = trio.Event()
         self._channels: dict[str, dict[str, str]] = {}  # Uniqueid -> snapshot fields
         self._channel_seen: dict[str, float] = {}
@@ -184,7 +108,7 @@ class AmiSimServer:
 
     def feed(self, events: Iterable[EventItem]) -> None:
         """Append events to the replay log."""
-        self._log.extend(_parse_event(item) for item in events)
+        self._log.extend(parse_event(item) for item in events)
         self._wake()
 
     async def wait_replayed(self) -> None:
@@ -256,7 +180,7 @@ class AmiSimServer:
                 await trio.sleep_until(first_due)
                 continue  # look again: the server may have stalled or lost its client
             now = trio.current_time()
-            batch: list[_Event] = []
+            batch: list[Event] = []
             size = 0
             end = len(self._log)
             i = self.replayed
@@ -282,7 +206,7 @@ class AmiSimServer:
             self._wake()
             await trio.lowlevel.checkpoint()
 
-    def _write_cdr(self, batch: list[_Event]) -> None:
+    def _write_cdr(self, batch: list[Event]) -> None:
         lines = []
         for ev in batch:
             self._cdr.track(ev.message)
@@ -308,7 +232,7 @@ class AmiSimServer:
             return
         snap = self._channels.setdefault(uniqueid, {})
         self._channel_seen.setdefault(uniqueid, time.monotonic())
-        for key in _SNAPSHOT_KEYS:
+        for key in SNAPSHOT_KEYS:
             if key in msg:
                 snap[key] = msg[key]
         if msg.name == "Newexten":
@@ -323,7 +247,7 @@ class AmiSimServer:
         self.connections += 1
         self._wake()
         with trio.CancelScope() as scope:
-            session = _Session(stream, scope)
+            session = Session(stream, scope)
             self._sessions.append(session)
             try:
                 if await session.send(f"Asterisk Call Manager/{AMI_VERSION}\r\n".encode()):
@@ -337,7 +261,7 @@ class AmiSimServer:
             cleanup.shield = True
             await stream.aclose()
 
-    async def _serve(self, session: _Session) -> None:
+    async def _serve(self, session: Session) -> None:
         conn = AMIConnection(expect_banner=False)
         raw = bytearray()
         base = 0  # stream offset of raw[0]
@@ -362,7 +286,7 @@ class AmiSimServer:
             del raw[: conn.offset - base]
             base = conn.offset
 
-    async def _answer(self, session: _Session, msg: Message) -> bool:
+    async def _answer(self, session: Session, msg: Message) -> bool:
         """Answer one action; False ends the session."""
         self._wake()
         if self._stall:
@@ -388,7 +312,8 @@ class AmiSimServer:
             stamp = f"{time.time():.6f}"
             return await session.send(reply(("Ping", "Pong"), ("Timestamp", stamp)))
         if name == "coreshowchannels":
-            return await session.send(self._core_show_channels(aid, reply))
+            live = core_show_channels(self._channels, self._channel_seen, aid, reply)
+            return await session.send(live)
         if name == "coresettings":
             return await session.send(
                 reply(
@@ -399,21 +324,21 @@ class AmiSimServer:
                 )
             )
         if name == "command":
-            lines = self._command(msg.get("Command"))
+            lines = command_output(msg.get("Command"))
             return await session.send(
                 reply(("Message", "Command output follows"), *(("Output", ln) for ln in lines))
             )
         if name == "events":
-            self._set_events(session, msg.get("EventMask"))
+            set_events(session, msg.get("EventMask"))
             mask = "Events on" if session.events_on else "Events off"
             return await session.send(reply(("Message", mask)))
         if name == "filter":
-            return await session.send(self._filter(session, msg, reply))
-        if name in _SIMPLE_SUCCESS:
-            return await session.send(reply(("Message", _SIMPLE_SUCCESS[name])))
+            return await session.send(add_filter(session, msg, reply))
+        if name in SIMPLE_SUCCESS:
+            return await session.send(reply(("Message", SIMPLE_SUCCESS[name])))
         return await session.send(reply(("Message", "Invalid/unknown command"), response="Error"))
 
-    async def _login(self, session: _Session, msg: Message, reply: _Reply) -> bool:
+    async def _login(self, session: Session, msg: Message, reply: Reply) -> bool:
         auth_type = msg.get("AuthType").lower()
         if auth_type == "md5":
             expected = hashlib.md5((session.challenge + self.secret).encode()).hexdigest()
@@ -427,73 +352,10 @@ class AmiSimServer:
             await session.send(reply(("Message", "Authentication failed"), response="Error"))
             return False
         if "Events" in msg:
-            self._set_events(session, msg.get("Events"))
+            set_events(session, msg.get("Events"))
         sent = await session.send(reply(("Message", "Authentication accepted")))
         session.logged_in = True
         self.logins += 1
         self.auth_types.append("md5" if auth_type == "md5" else "plain")
         self._wake()
         return sent
-
-    @staticmethod
-    def _set_events(session: _Session, mask: str) -> None:
-        value = mask.strip().lower()
-        if value in ("off", "no", "false", "0"):
-            session.events_on, session.classes = False, None
-        elif value in ("on", "yes", "true", "1", "all"):
-            session.events_on, session.classes = True, None
-        else:
-            session.events_on = True
-            session.classes = frozenset(c.strip() for c in value.split(",") if c.strip())
-
-    @staticmethod
-    def _filter(session: _Session, msg: Message, reply: _Reply) -> bytes:
-        expr = msg.get("Filter")
-        exclude = expr.startswith("!")
-        try:
-            pattern = re.compile(expr[1:] if exclude else expr)
-        except re.error:
-            return reply(("Message", "Filter Rejected"), response="Error")
-        (session.excludes if exclude else session.includes).append(pattern)
-        return reply(("Message", "Filter Added"))
-
-    @staticmethod
-    def _command(command: str) -> list[str]:
-        if command.strip().lower() == "core show version":
-            return [f"{ASTERISK_VERSION} built by pinc-sim on a x86_64 running Linux"]
-        return [f"No such command '{command}' (type 'core show help {command}' for help)"]
-
-    def _core_show_channels(self, aid: str, reply: _Reply) -> bytes:
-        parts = [
-            reply(("EventList", "start"), ("Message", "Channels will follow")),
-        ]
-        now = time.monotonic()
-        head = [("ActionID", aid)] if aid else []
-        for uniqueid, snap in self._channels.items():
-            seconds = int(now - self._channel_seen.get(uniqueid, now))
-            headers = [("Event", "CoreShowChannel"), *head]
-            headers += [(k, snap.get(k, "")) for k in _SNAPSHOT_KEYS]
-            headers += [
-                ("Application", snap.get("Application", "")),
-                ("ApplicationData", snap.get("ApplicationData", "")),
-                ("Duration", f"{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"),
-                ("BridgeId", snap.get("BridgeId", "")),
-            ]
-            parts.append(encode_headers(headers))
-        parts.append(
-            encode_headers(
-                [
-                    ("Event", "CoreShowChannelsComplete"),
-                    *head,
-                    ("EventList", "Complete"),
-                    ("ListItems", str(len(self._channels))),
-                ]
-            )
-        )
-        return b"".join(parts)
-
-
-class _Reply(Protocol):
-    """The type of the ``reply`` helper passed to the action handlers."""
-
-    def __call__(self, *headers: tuple[str, str], response: str = "Success") -> bytes: ...
