@@ -167,6 +167,21 @@ def on_touch_only(st: State, f: Fields, out: Out) -> None:
     touch(st, f, "", out)
 
 
+def on_hold(st: State, f: Fields, out: Out) -> None:
+    """Hold / Unhold: a party of an answered call put it on hold or took it back (the
+    CRM card shows it); the journal's ended calls never say held."""
+    chan = touch(st, f, "", out)
+    if chan is None or chan.call is None:
+        return
+    live = chan.call
+    held = st.event == "Hold"
+    if live.call.held == held or live.closed or live.call.status != "answered":
+        return
+    live.call.held = held
+    if live.announced:
+        st.emit(live, "call.held", out, {"held": held})
+
+
 def on_significant(st: State, f: Fields, out: Out) -> None:
     chan = touch(st, f, "", out)
     if chan is not None and chan.call is not None:

@@ -162,6 +162,7 @@ def _finalize_fields(st: State, live: Live) -> None:
     if live.cdr_start is not None and (call.started_at is None or live.cdr_start < call.started_at):
         call.started_at = live.cdr_start
     call.ended_at = ended
+    call.held = False  # an ended call is not on hold
     st.refresh(live)
     for ls in live.legs:
         leg = ls.leg

@@ -20,6 +20,7 @@ ChangeKind = Literal[
     "call.answered",
     "call.transferred",
     "call.recording",
+    "call.held",
     "call.ended",
 ]
 CHANGE_KINDS: Final[tuple[str, ...]] = (
@@ -28,6 +29,7 @@ CHANGE_KINDS: Final[tuple[str, ...]] = (
     "call.answered",
     "call.transferred",
     "call.recording",
+    "call.held",
     "call.ended",
 )
 DIRECTIONS: Final = ("inbound", "outbound", "internal")
@@ -136,6 +138,7 @@ class Call:
     cause_txt: str | None = None
     end_reason: str | None = None  # e.g. "ended while pinc was disconnected", "stale"
     voicemail: bool = False  # the caller reached voicemail (VoiceMail ran on the call)
+    held: bool = False  # a party put the answered call on hold (live calls only)
     linkedids: list[str] = field(default_factory=list)  # merged by attended transfers
     record_id: str | None = None  # the CRM record that asked for a click-to-call
     origin: str | None = None  # "crm" for click-to-call from the CRM or the API
@@ -166,6 +169,7 @@ class Call:
             "cause_txt": self.cause_txt,
             "end_reason": self.end_reason,
             "voicemail": self.voicemail,
+            "held": self.held,
             "linkedids": list(self.linkedids),
             "record_id": self.record_id,
             "origin": self.origin,

@@ -66,6 +66,8 @@ HANDLERS: dict[str, Handler] = {
     "UnParkedCall": parking.on_unparked_call,
     "OriginateResponse": channels.on_originate_response,
     "CoreShowChannel": channels.on_touch_only,
+    "Hold": channels.on_hold,
+    "Unhold": channels.on_hold,
 }
 
 
@@ -91,7 +93,7 @@ REQUIRED: dict[str, tuple[str, ...]] = {
 KNOWN_EVENTS = frozenset(
     """Newchannel Newstate NewCallerid NewConnectedLine NewAccountCode HangupRequest
     SoftHangupRequest DialState BridgeCreate BridgeMerge BridgeInfoChannel BridgeInfoComplete
-    BridgeVideoSourceUpdate MixMonitorStart MixMonitorStop MixMonitorMute Hold Unhold
+    BridgeVideoSourceUpdate MixMonitorStart MixMonitorStop MixMonitorMute
     MusicOnHoldStart MusicOnHoldStop QueueCallerLeave QueueMemberStatus QueueMemberAdded
     QueueMemberRemoved QueueMemberPause QueueMemberPenalty QueueMemberRinginuse QueueParams
     QueueEntry QueueStatusComplete AgentComplete AgentDump AgentLogin AgentLogoff
