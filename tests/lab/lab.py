@@ -256,6 +256,7 @@ class PincRun:
             if self.process.poll() is not None:
                 raise AssertionError(f"pinc run exited at start:\n{self.log()}")
             time.sleep(0.1)
+        self.stop()  # not left running behind a failed test
         raise AssertionError(f"pinc run not ready in {timeout} s:\n{self.log()}")
 
     def log(self) -> str:
