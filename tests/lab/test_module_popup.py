@@ -281,9 +281,11 @@ def test_attended_transfer_from_the_card(
             assert answer.value.json()["result"]["mode"] == "attended"
             expect(card.locator(".pinc-note")).to_have_text("Transfer sent", timeout=10_000)
             page.screenshot(path=str(ARTIFACTS / "module_popup_attended_consulting.png"))
-            bridged = wait_for("the caller bridged with 102 once 101 hung up",
-                               lambda: amiquery.bridged_with(pjsip_office, "PJSIP/trunk-"), 40)
-            assert any(ch.startswith("PJSIP/102-") for ch in bridged), bridged
+            # wait for 102 itself: the caller is bridged with 101 until the transfer completes
+            bridged = wait_for("the caller bridged with 102 once 101 hung up", lambda: [
+                ch for ch in amiquery.bridged_with(pjsip_office, "PJSIP/trunk-")
+                if ch.startswith("PJSIP/102-")], 40)
+            assert bridged, bridged
             expect(page.locator(f'.pinc-card[data-call-id="{call_id}"]')).to_have_count(
                 0, timeout=20_000)
             browser.close()
