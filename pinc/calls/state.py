@@ -346,6 +346,10 @@ class State:
             call.status = "answered"
 
     def emit(self, live: Live, kind: str, out: Out, data: dict[str, Any] | None = None) -> None:
+        if kind == "call.transferred":
+            # the holder handed the call on (an attended transfer holds the caller while
+            # consulting, and Asterisk sends no Unhold): whoever has it now is not holding
+            live.call.held = False
         out.append(
             CallChange(
                 kind=kind,

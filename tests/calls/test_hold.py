@@ -47,3 +47,14 @@ def test_a_call_that_ends_on_hold_is_not_held_in_the_journal(config: Config) -> 
     assert [c.data for c in changes if c.kind == "call.held"] == [{"held": True}]
     ended = [c for c in changes if c.kind == "call.ended"]
     assert ended and all(c.call["held"] is False for c in ended)
+
+
+def test_an_attended_transfer_ends_the_hold_of_the_consulting_phone(config: Config) -> None:
+    """The kit's attended transfer: 101's phone holds the caller while it consults 103, and
+    Asterisk sends no Unhold once the transfer moves the caller to 103."""
+    raw = (LAB.parent / "asterisk-pjsip" / "pjsip_attended_transfer.ami").read_bytes()
+    changes = list(replay_changes(config, [raw]))
+    kinds = [(c.kind, c.call["held"]) for c in changes]
+    assert ("call.held", True) in kinds
+    assert ("call.transferred", False) in kinds
+    assert all(not held for kind, held in kinds[kinds.index(("call.transferred", False)):])

@@ -92,12 +92,14 @@ def test_blind_transfer_moves_the_card_to_the_target(logic: Any) -> None:
         None, None, None, None, "ringing", "talking", None]
 
 
-# started (101 rings), answered, recording, ringing 103 (consultation), transferred, ended
+# started (101 rings), answered, recording, held (101's phone holds the caller to consult),
+# ringing 103 (consultation), transferred, ended
 def test_attended_transfer_moves_the_card_once_completed(logic: Any) -> None:
     assert states(logic, "pjsip_attended_transfer", "101") == [
-        "ringing", "talking", "talking", "talking", None, None]
+        "ringing", "talking", "talking", "hold", "hold", None, None]
+    # the caller was held by 101, not by 103: 103's card says talking once it has the call
     assert states(logic, "pjsip_attended_transfer", "103") == [
-        None, None, None, "ringing", "talking", None]
+        None, None, None, None, "ringing", "talking", None]
 
 
 # click-to-call: started (101's phone rings first), answered (the number answered), recording, ended
