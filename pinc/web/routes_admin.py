@@ -18,35 +18,17 @@ import trio
 from quart import Blueprint, Response, jsonify, request
 
 from pinc.crm import outbox
-from pinc.web.app import api_error, refuse_request, state
-from pinc.web.auth import api_access, refused, why_refused
+from pinc.web.app import api_error, state
+from pinc.web.routes_api import require_json, require_token
 
 log = logging.getLogger(__name__)
 blueprint = Blueprint("admin", __name__, url_prefix="/api")
 MAX_IDS = 10_000  # and each id an SQLite integer (below 2**63)
 
 
-@blueprint.before_request
-async def require_token() -> Response | None:
-    st = state()
-    if api_access(request, st.token, st.sessions):
-        return None
-    route = request.path if request.url_rule is None else request.url_rule.rule
-    refused(route, request, why_refused(request))
-    response = api_error(401, "unauthorized", "a valid bearer token is required")
-    response.headers["WWW-Authenticate"] = 'Bearer realm="pinc"'
-    return response
-
-
-@blueprint.before_request
-async def require_json() -> Response | None:
-    """As on every JSON route (routes_api.py): a page may post text/plain anywhere without
-    a CORS preflight, never application/json."""
-    if request.method != "POST" or request.mimetype == "application/json":
-        return None
-    return refuse_request(request, "content_type",
-                          f"Content-Type {request.mimetype or 'none'!r} on a JSON route", 415,
-                          "the body must be JSON, sent as Content-Type: application/json")
+# the same guards as the rest of /api: a bearer token, and JSON said to be JSON
+blueprint.before_request(require_token)
+blueprint.before_request(require_json)
 
 
 async def _body() -> dict[str, Any] | Response:
