@@ -55,12 +55,15 @@ def _ids(body: dict[str, Any]) -> list[int] | Response:
     return ids
 
 
+async def _request_ids() -> list[int] | Response:
+    """The ``ids`` of the request's JSON body, or the 400 that says what is wrong."""
+    body = await _body()
+    return body if isinstance(body, Response) else _ids(body)
+
+
 @blueprint.route("/outbox/retry", methods=["POST"])
 async def outbox_retry() -> Response:
-    body = await _body()
-    if isinstance(body, Response):
-        return body
-    ids = _ids(body)
+    ids = await _request_ids()
     if isinstance(ids, Response):
         return ids
     services = state().services
@@ -73,10 +76,7 @@ async def outbox_retry() -> Response:
 
 @blueprint.route("/outbox/drop", methods=["POST"])
 async def outbox_drop() -> Response:
-    body = await _body()
-    if isinstance(body, Response):
-        return body
-    ids = _ids(body)
+    ids = await _request_ids()
     if isinstance(ids, Response):
         return ids
     if not ids:
