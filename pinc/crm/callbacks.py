@@ -147,19 +147,34 @@ def hangup_cause(status: str) -> tuple[str, str | None]:
     return NORMAL, NO_ANSWER  # missed, no-answer, anything unforeseen
 
 
-def leg_cause(legs: Sequence[dict[str, Any]], talked: bool) -> tuple[str, str | None]:
-    """(causetxt, HangupCause) of one employee's own legs (SalesPlatform's per-user row)."""
+def leg_cause(legs: Sequence[dict[str, Any]], talked: bool,
+              answers: Sequence[str | None] = ()) -> tuple[str, str | None]:
+    """(causetxt, HangupCause) of one employee's own legs (SalesPlatform's per-user row).
+
+    ``answers`` are the times anybody answered the call: a leg cancelled while one of them
+    happened was answered elsewhere, whatever its cause (a pickup ends the ringing phone
+    with Normal Clearing, not 26)."""
     if talked:
         return NORMAL, None
     results = [leg.get("result") for leg in legs]
     if "busy" in results:
         return BUSY, None
     last = legs[-1] if legs else {}
-    if last.get("result") == "cancelled" and last.get("cause") == CAUSE_ANSWERED_ELSEWHERE:
+    if last.get("result") == "cancelled" and (
+            last.get("cause") == CAUSE_ANSWERED_ELSEWHERE or _answered_during(last, answers)):
         return ELSEWHERE, None
     if results and all(r == "failed" for r in results):
         return REJECTED, None
     return NORMAL, NO_ANSWER
+
+
+def _answered_during(leg: dict[str, Any], answers: Sequence[str | None]) -> bool:
+    """Somebody answered while this leg rang (times have whole seconds: the leg may end
+    in the second before the answer is stamped)."""
+    rang, ended = _epoch(leg.get("rang_at")), _epoch(leg.get("ended_at"))
+    if rang is None or ended is None:
+        return False
+    return any(at is not None and rang <= at <= ended + 1 for at in map(_epoch, answers))
 
 
 def _epoch(iso_utc: object) -> float | None:

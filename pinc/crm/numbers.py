@@ -86,14 +86,20 @@ def national(raw: object, routing: RoutingConfig) -> str:
 
 
 def crm_number(raw: object, number_format: str, routing: RoutingConfig) -> str:
-    """A customer number in the form the CRM's lookup matches (``crm.number_format``)."""
+    """A customer number in the form the CRM's lookup matches (``crm.number_format``).
+
+    ``digits`` is the canonical form: a national number dialled with the trunk prefix or
+    without the country code ("8 916 ...", "916 ...") gets the country code, because
+    vtiger matches the tail of what it stores (``+7 916 ...``) and "8916..." is no tail of
+    it: the call would link no contact.
+    """
     d = digits(raw)
     if number_format == "national":
         return national(d, routing)
     if number_format == "plus":
         nat = national(d, routing)
         return "+" + routing.country_code + nat if len(nat) == routing.national_length else d
-    return d
+    return normalize_number(str(raw or ""), routing) or d
 
 
 def lookup_key(raw: object, routing: RoutingConfig) -> str:

@@ -157,10 +157,12 @@ def plan(
             out += _row_end(v, user, hangup_cause(v.status), v.talk, link)
         return Plan(out, hold)
     talk = talk_by_person(v, parties.is_ext)
+    answers = [v.answered_at, *(leg.get("answered_at") for leg in v.legs)]
     for user in rows:
         legs = [leg for leg in v.legs if extension(leg.get("ext")) == user]
         own = talk.get(user, 0)
-        out += _row_end(v, user, leg_cause(legs, own > 0 or _last_talker(v, user)), own, link)
+        cause = leg_cause(legs, own > 0 or _last_talker(v, user), answers)
+        out += _row_end(v, user, cause, own, link)
     if OWNER not in begun and _needs_owner(v, parties):
         out += _owner_row(v, talk, parties, link)
     return Plan(out, hold)

@@ -7,6 +7,18 @@ from typing import Any
 from pinc.calls.model import CallChange
 
 
+def crm_form(number: str) -> str:
+    """The customer number a CRM row shows for a number as Asterisk gave it (docs/crm.md,
+    Russia's numbering: country 7, trunk prefix 8, 10 national digits): a withheld caller
+    is "anonymous"; a national number gets the country code, so that 8 916 ... links the
+    contact stored as +7 916 ..."""
+    if not number:
+        return "anonymous"
+    if len(number) == 11 and number.startswith("8"):
+        return "7" + number[1:]
+    return "7" + number if len(number) == 10 else number
+
+
 def call_snapshot(**fields: Any) -> dict[str, Any]:
     base: dict[str, Any] = {
         "id": "c1", "linkedid": "1795480926.22", "direction": "inbound", "status": "ringing",

@@ -10,6 +10,7 @@ from click.testing import CliRunner
 
 from pinc.cli import main
 from pinc.config import Config, replace
+from pinc.crm.callbacks import ELSEWHERE, NO_ANSWER, NORMAL, leg_cause
 from pinc.crm.delivery import DeliveryWorker
 from pinc.crm.vtiger import (
     crm_number,
@@ -30,6 +31,11 @@ from tests.crm.scenarios import answered_inbound_changes, call_snapshot, change
 def test_number_formats() -> None:
     r = Config().routing
     assert crm_number("+7 (916) 123-45-67", "digits", r) == "79161234567"
+    # a national number in any form gets the country code: vtiger matches tails of +7 916...
+    assert crm_number("89161234567", "digits", r) == "79161234567"
+    assert crm_number("9161234567", "digits", r) == "79161234567"
+    assert crm_number("103", "digits", r) == "103"
+    assert crm_number("+1 212 555 0100", "digits", r) == "12125550100"
     assert crm_number("89161234567", "national", r) == "9161234567"
     assert crm_number("79161234567", "national", r) == "9161234567"
     assert crm_number("9161234567", "plus", r) == "+79161234567"
@@ -179,3 +185,22 @@ def test_lookup_cli(tmp_path: Path) -> None:
                     'timeout = 1.0\n')
     out = CliRunner().invoke(main, ["crm", "lookup", "79161234567", "--config", str(toml)])
     assert out.exit_code != 0 and "cannot reach" in out.output
+
+
+def _leg(result: str, cause: int, rang: str, ended: str) -> dict[str, object]:
+    return {"ext": "101", "result": result, "cause": cause,
+            "rang_at": f"2026-12-05T20:28:{rang}Z", "ended_at": f"2026-12-05T20:28:{ended}Z"}
+
+
+def test_a_leg_that_rang_while_someone_answered_was_answered_elsewhere() -> None:
+    # a ring group: Asterisk cancels the other phones with cause 26
+    assert leg_cause([_leg("cancelled", 26, "02", "05")], False) == (ELSEWHERE, None)
+    # a pickup ends the ringing phone with Normal Clearing, in the second of the answer
+    picked = [_leg("cancelled", 16, "02", "05")]
+    assert leg_cause(picked, False, ["2026-12-05T20:28:05Z"]) == (ELSEWHERE, None)
+    assert leg_cause(picked, False, [None, "2026-12-05T20:28:06Z"]) == (ELSEWHERE, None)
+    # the caller hung up while a transfer target rang: the answer was long before it rang
+    late = [_leg("cancelled", 16, "20", "30")]
+    assert leg_cause(late, False, ["2026-12-05T20:28:05Z"]) == (NORMAL, NO_ANSWER)
+    # a phone that talked is never "elsewhere"
+    assert leg_cause(picked, True, ["2026-12-05T20:28:05Z"]) == (NORMAL, None)

@@ -34,6 +34,7 @@ from tests.crm.conftest import CrmParts, crm_config, wait_until
 from tests.crm.fakesalesplatform import FakeSalesPlatform
 from tests.crm.fakevtiger import FakeVtiger, real_lab_users
 from tests.crm.minijournal import rows
+from tests.crm.scenarios import crm_form
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 # the kit's offices, then the shapes recorded on the project's own lab office (#13)
@@ -140,7 +141,7 @@ def vtiger_row_for(config: Config, call: dict[str, Any],
     None when the call must be held back (an extension with no CRM user placed it)."""
     users = USERS if users is None else users
     inbound = call["direction"] == "inbound"
-    number = (call["from"] or "anonymous") if inbound else call["to"]
+    number = crm_form(call["from"] if inbound else call["to"])
     status = VTIGER_STATUS.get(call["status"], "no-answer")
     completed = status == "completed"
     if inbound:
@@ -225,7 +226,7 @@ def salesplatform_rows_for(call: dict[str, Any]) -> dict[int, str]:
             out[USERS[ext]] = "completed"
         elif leg["result"] == "busy":
             out[USERS[ext]] = "busy"
-        elif leg["result"] == "cancelled" and leg.get("cause") == 26:
+        elif leg["result"] == "cancelled" and completed:  # someone else took it (or picked up)
             out.setdefault(USERS[ext], "Answered elsewhere")
         else:
             out.setdefault(USERS[ext], "no-answer")
@@ -255,8 +256,7 @@ async def test_replay_leaves_salesplatform_rows(nursery: trio.Nursery, tmp_path:
         for row in got.values():
             assert row["smownerid"] == row["user"]
             assert row["direction"] == call["direction"]
-            assert row["customernumber"] == ((call["from"] or "anonymous") if inbound
-                                             else call["to"])
+            assert row["customernumber"] == crm_form(call["from"] if inbound else call["to"])
             assert row["starttime"] == crm_time(call["started_at"], config.crm.timezone)
             assert row["totalduration"] == call["duration"]
             has_link = row["recordingurl"] == recording_link(config, call["id"])

@@ -41,6 +41,7 @@ from typing import Any
 import pytest
 
 from pinc.crm.callbacks import crm_time
+from tests.crm.scenarios import crm_form
 from tests.lab.lab import (
     ROOT,
     Crm,
@@ -146,7 +147,7 @@ def drive(office: Office, out: Path) -> list[str]:
     if office.name in PROJECT_OFFICES:  # the project's own drivers (#13, tests/lab/drive.py)
         done = subprocess.run(
             [sys.executable, "-m", "tests.lab.drive", "--office", office.name, "--out",
-             str(out), "all"], capture_output=True, text=True, timeout=3600, env=env, cwd=ROOT)
+             str(out), *FOCUS], capture_output=True, text=True, timeout=3600, env=env, cwd=ROOT)
         names = sorted(p.name.removesuffix(".truth.json") for p in out.glob("*.truth.json"))
         broken = [n for n in names if not drove_as_intended(out / f"{n}.summary.json")]
         assert names and not broken, f"the driver could not play {broken}:\n{done.stdout[-3000:]}"
@@ -166,6 +167,8 @@ def drive(office: Office, out: Path) -> list[str]:
     return names
 
 
+# PINC_LAB_SCENARIOS="a b": drive only these of a project office's scenarios (a rerun)
+FOCUS = os.environ.get("PINC_LAB_SCENARIOS", "").split() or ["all"]
 BENIGN_SIPP = ("Overload warning", "Automatic response mode")
 
 
@@ -384,7 +387,7 @@ def check_call(crm: Crm, journal: Path, name: str, truth: Truth, call: dict[str,
         if got:
             problems.append(f"{name}: an internal call in the CRM: {got}")
         return
-    number = truth.frm if truth.direction == "inbound" else truth.to
+    number = crm_form(truth.frm if truth.direction == "inbound" else truth.to)
     if crm.kind == "vtiger":
         want = vtiger_want(truth)
         if want is None:
