@@ -526,4 +526,5 @@ def test_every_scenario_leaves_the_right_rows(office: Office, tmp_path: Path) ->
                            browser)
                 counted += 1
         checked = counted
+        print(f"{checked} calls checked in {', '.join(c.kind for c in crms)}")  # with -s
         assert not problems, f"{len(problems)} of {checked} calls wrong:\n" + "\n".join(problems)
