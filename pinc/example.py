@@ -132,8 +132,8 @@ KEY_HELP: dict[tuple[str, str], str] = {
     ("crm", "username"): "Webservice integration user (an admin) for customer lookups.",
     ("crm", "access_key"): "That user's access key (My Preferences -> User Advanced Options).",
     ("crm", "timezone"): "vtiger's $default_timezone; callback times are sent in it.",
-    ("crm", "number_format"): 'Numbers sent to the CRM: "digits", "national" (10 digits) '
-    'or "plus" (+E.164).',
+    ("crm", "number_format"): 'Numbers sent to the CRM: "digits" (country code first: '
+    '8 916… is sent as 7916…), "national" (10 digits) or "plus" (+E.164).',
     ("crm", "timeout"): "Seconds per HTTP request to the CRM.",
     ("crm", "concurrency"): "Calls delivered in parallel (each call's callbacks stay in order).",
     ("crm", "retry_min"): "First retry delay in seconds after a failed delivery.",
