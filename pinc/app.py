@@ -93,7 +93,8 @@ async def serve(config: Config, *, task_status: Any = trio.TASK_STATUS_IGNORED) 
         # before the journal starts, so no batch commits without its outbox rows
         journal.add_batch_hook(make_outbox_hook(config, directory))
         owners = Owners(config, directory, router)
-        crm = DeliveryWorker(config, journal, feed, directory=directory, owners=owners)
+        crm = DeliveryWorker(config, journal, feed, directory=directory, owners=owners,
+                             lookup=crm_lookup)
         directory.on_change(crm.poke)  # held calls of a now-known extension go out at once
     crm_parts = _CrmParts(crm, crm_lookup, directory, router,
                           CustomerNames(config, crm_lookup, feed))

@@ -19,7 +19,6 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -30,7 +29,6 @@ from pinc.ami.events import (
     ClientEvent,
     Connected,
     Disconnected,
-    ListCompleted,
     Received,
 )
 from pinc.ami.link import (
@@ -44,6 +42,7 @@ from pinc.ami.link import (
     describe,
     open_tcp,
 )
+from pinc.ami.pending import Pending
 from pinc.ami.protocol import (
     NEED_DATA,
     Kind,
@@ -59,20 +58,6 @@ from pinc.services import ActionResult
 log = logging.getLogger(__name__)
 
 
-
-@dataclass
-class _Pending:
-    """An action waiting for its response (and, for a list reply, its events)."""
-
-    done: trio.Event = field(default_factory=trio.Event)
-    response: Message | None = None
-    events: list[Message] = field(default_factory=list)
-    listing: bool = False  # the response said EventList: start; collecting until Complete
-    error: str | None = None
-    action: str = ""
-    in_stream: bool = False  # also deliver the completed list as a ListCompleted event
-
-
 class AmiClient:
     """The AMI connection as the rest of pinc sees it (``pinc.services.AmiActions``)."""
 
@@ -84,7 +69,7 @@ class AmiClient:
         )
         self._link: Link | None = None
         self._logged_in = False
-        self._pending: dict[str, _Pending] = {}
+        self._pending: dict[str, Pending] = {}
         self._ids = itertools.count(1)
         self._since: float | None = None
         self._asterisk_version = ""
@@ -138,7 +123,7 @@ class AmiClient:
             raise AmiNotConnected("not connected to Asterisk AMI")
         action_id = f"pinc-{next(self._ids)}"
         data = encode_action(name, fields, action_id=action_id)
-        pending = _Pending(action=name, in_stream=in_stream)
+        pending = Pending(action=name, in_stream=in_stream)
         self._pending[action_id] = pending
         try:
             with trio.fail_after(self.config.action_timeout if timeout is None else timeout):
@@ -367,26 +352,17 @@ class AmiClient:
                 waiting = pending.get(msg.action_id) if msg.action_id else None
                 if msg.kind is Kind.EVENT:
                     if waiting is not None and waiting.listing:
-                        if msg.get("EventList").lower() == "complete":
-                            waiting.done.set()
-                            if waiting.in_stream:
-                                listed = ListCompleted(waiting.action, tuple(waiting.events), at)
-                                await self._deliver(listed)
-                        else:
-                            waiting.events.append(msg)
+                        listed = waiting.take_event(msg, at)
+                        if listed is not None:
+                            await self._deliver(listed)
                         continue
                     count += 1
                     await self._deliver(Received(msg, at))
                 elif msg.kind is Kind.RESPONSE:
                     if msg.action_id.startswith("pinc-ping"):
                         self._pong_at = trio.current_time()
-                    if waiting is None or waiting.response is not None:
-                        continue
-                    waiting.response = msg
-                    if msg.get("EventList").lower() == "start":
-                        waiting.listing = True
-                    else:
-                        waiting.done.set()
+                    if waiting is not None:
+                        waiting.take_response(msg)
                 else:
                     log.debug("AMI message neither event nor response at byte %d", msg.offset)
             if count:

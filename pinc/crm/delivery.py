@@ -25,7 +25,7 @@ import trio
 from pinc import metrics
 from pinc.calls.model import CallChange
 from pinc.config import Config
-from pinc.crm import outbox
+from pinc.crm import outbox, resend
 from pinc.crm.outbox import Row, fill_owner
 from pinc.crm.owners import Owners
 from pinc.crm.replies import Outcome, classify
@@ -59,8 +59,10 @@ class DeliveryWorker:
         transport: httpx.AsyncBaseTransport | None = None,
         directory: Directory | None = None,
         owners: Owners | None = None,
+        lookup: resend.Lookup | None = None,
     ) -> None:
         self.config = config
+        self.lookup = lookup  # asked before a StartApp goes out again (pinc/crm/resend.py)
         self.directory: Directory = directory if directory is not None else NoDirectory()
         self.owners = owners if owners is not None else Owners(config, self.directory, None)
         self._directory_version = -1
@@ -272,6 +274,10 @@ class DeliveryWorker:
                     return False
                 if row.needs_owner:
                     break  # resolve it first (the loop above), then go on in order
+                if await resend.arrived_before(self.config, self.lookup, self.journal, row):
+                    if not await self._commit_done(row.id):
+                        return False
+                    continue
                 # a shutdown waits for the request in flight and its commit (bounded by
                 # crm.timeout) so that a stop never repeats a callback vtiger accepted
                 outcome, kept = Outcome("retry", "interrupted by shutdown", self._state), False

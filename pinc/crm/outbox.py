@@ -134,13 +134,14 @@ class Row:
     attempts: int
     next_attempt_at: float
     created_at: float
+    sent_at: float | None = None  # its last request went out then (None: never sent)
 
     @property
     def needs_owner(self) -> bool:
         return "_owner" in self.payload and not self.payload.get("_owner_ext")
 
 
-_COLS = "id, call_id, kind, payload, attempts, next_attempt_at, created_at"
+_COLS = "id, call_id, kind, payload, attempts, next_attempt_at, created_at, sent_at"
 
 
 def _row(r: sqlite3.Row | tuple[Any, ...]) -> Row:
@@ -156,6 +157,7 @@ def _row(r: sqlite3.Row | tuple[Any, ...]) -> Row:
         attempts=int(r[4]),
         next_attempt_at=float(r[5]),
         created_at=float(r[6]),
+        sent_at=float(r[7]) if r[7] is not None else None,
     )
 
 
@@ -203,6 +205,10 @@ def mark_done_many(conn: sqlite3.Connection, ids: list[int]) -> set[int]:
         if cur.rowcount == 1:
             kept.add(row_id)
     return kept
+
+
+def mark_sent(conn: sqlite3.Connection, row_id: int, at: float) -> None:
+    conn.execute("UPDATE outbox SET sent_at = ? WHERE id = ?", (at, row_id))
 
 
 def mark_retry(

@@ -96,8 +96,17 @@ def _v1_initial(db: sqlite_utils.Database) -> None:
             db.execute(statement)
 
 
+# when a callback's last request went out: a StartApp sent before (its answer lost to a
+# crash or a timeout) may have created vtiger's row already (pinc/crm/delivery.py)
+OUTBOX_V2_DDL: Final = "ALTER TABLE outbox ADD COLUMN sent_at REAL"
+
+
+def _v2_outbox_sent_at(db: sqlite_utils.Database) -> None:
+    db.execute(OUTBOX_V2_DDL)
+
+
 Migration = Callable[[sqlite_utils.Database], None]
-MIGRATIONS: Final[list[Migration]] = [_v1_initial]
+MIGRATIONS: Final[list[Migration]] = [_v1_initial, _v2_outbox_sent_at]
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 
 

@@ -14,7 +14,8 @@
   VTQL: ``=``, ``!=`` and ``LIKE`` joined by OR/AND, ``LIMIT [offset,] count``; Users
   only for admins), retrieve; sessions can be expired.
 
-Outage modes: ``mode`` = ``ok`` | ``503`` | ``hang`` | ``html`` (a login page in a 200) |
+Outage modes: ``mode`` = ``ok`` | ``503`` | ``hang`` | ``slow`` (does the callback, answers
+after ``hang_seconds``) | ``html`` (a login page in a 200) |
 ``404`` | ``500`` (a database down: an empty 500) | ``fatal`` (PHP's fatal error text in a
 200, after nothing was written), and
 ``refuse()`` / ``accept()`` to close and re-open the listening socket on the same port.
@@ -295,7 +296,10 @@ class FakeVtiger:
         if path.endswith(SPAGI):
             return 200, "application/json", json.dumps(self.spagi(values)).encode()
         self.accepted.append(values)
-        return self._answer_callback(values)
+        answer = self._answer_callback(values)
+        if self.mode == "slow":  # done, but answered after the client gave up (a loaded PHP)
+            await trio.sleep(self.hang_seconds)
+        return answer
 
     def _answer_callback(self, values: dict[str, Any]) -> tuple[int, str, bytes]:
         xml = self._callback(values)
@@ -539,6 +543,9 @@ class FakeVtiger:
             records = [self._ws_user_record(u) for u in self.users]
         elif module in PHONE_FIELDS:
             records = [self._ws_entity_record(e) for e in self.entities if e.module == module]
+        elif module == "PBXManager":  # the call rows (webservice prefix 24 in vtiger 8.2)
+            records = [{**{k: "" if v is None else str(v) for k, v in r.items()},
+                        "id": f"24x{r['pbxmanagerid']}"} for r in self.rows]
         else:
             return _ws_error("INVALID_MODULE", f"{module} is not a valid module")
         if m["where"]:

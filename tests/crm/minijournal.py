@@ -75,6 +75,8 @@ class MiniJournal:
         self.feed = feed
         self.conn = connect(path)
         self.conn.executescript(OUTBOX_DDL)
+        if "sent_at" not in {r[1] for r in self.conn.execute("PRAGMA table_info(outbox)")}:
+            self.conn.execute(schema.OUTBOX_V2_DDL)  # the outbox as schema 2 has it
         self.reader = connect(path)
         self.hooks: list[Callable[[sqlite3.Connection, Sequence[CallChange]], None]] = []
         self.wlock = trio.CapacityLimiter(1)

@@ -5,15 +5,20 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
 
+import pytest
 import trio
 
+from pinc.config import Config
 from pinc.crm.delivery import DeliveryWorker
 from pinc.crm.outbox import make_outbox_hook
+from pinc.crm.webservice import VtigerWebservice
+from pinc.journal import schema
 from tests.crm.conftest import crm_config, wait_until
 from tests.crm.fakevtiger import FakeVtiger
 from tests.crm.minijournal import MiniJournal, rows
@@ -152,3 +157,56 @@ async def test_kill_9_mid_delivery_loses_nothing(vtiger: FakeVtiger, tmp_path: P
         (str(p["callUUID"]), str(p["callstatus"])) for p in vtiger.accepted).values())
     assert repeats <= config.crm.concurrency
     assert len(vtiger.rows) == 40 + sum(1 for k in calls.values() if k.count("StartApp") > 1)
+
+
+async def _deliver_through_a_late_answer(vtiger: FakeVtiger, journal: MiniJournal,
+                                         config: Config) -> None:
+    """vtiger does the first StartApp but answers after crm.timeout; then it recovers."""
+    (Path(config.pbx.recordings_dir) / "late.wav").write_bytes(b"x" * 100)
+    journal.add_batch_hook(make_outbox_hook(config))
+    worker = DeliveryWorker(config, journal, journal.feed, lookup=VtigerWebservice(config))
+    vtiger.mode, vtiger.hang_seconds = "slow", 1.0
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(worker.run)
+            await journal.submit(answered_inbound_changes("late"))
+            await wait_until(lambda: "no answer" in (worker.status()["last_error"] or ""))
+            vtiger.mode = "ok"
+            await wait_until(lambda: pending(config.journal.path) == 0)
+            nursery.cancel_scope.cancel()
+
+
+async def test_a_startapp_answered_too_late_is_not_sent_twice(
+        vtiger: FakeVtiger, journal: MiniJournal, tmp_path: Path) -> None:
+    # vtiger's StartApp inserts a row each time: pinc asks the webservice before a resend
+    config = crm_config(vtiger.port, tmp_path, timeout=0.3)
+    await _deliver_through_a_late_answer(vtiger, journal, config)
+    assert per_call(vtiger)["late"] == KINDS
+    assert len(vtiger.rows_of("late")) == 1
+    assert any("PBXManager" in q.get("query", "") for _, q in vtiger.ws_log)
+
+
+async def test_without_webservice_credentials_a_late_startapp_is_sent_again(
+        vtiger: FakeVtiger, journal: MiniJournal, tmp_path: Path,
+        caplog: pytest.LogCaptureFixture) -> None:
+    # nothing to ask with: a second row rather than a lost call, and a warning says so
+    config = crm_config(vtiger.port, tmp_path, timeout=0.3, username="", access_key="")
+    await _deliver_through_a_late_answer(vtiger, journal, config)
+    assert per_call(vtiger)["late"] == ["StartApp", *KINDS]
+    assert "vtiger may list the call twice" in caplog.text
+
+
+async def test_an_older_journal_gains_the_sent_mark(tmp_path: Path) -> None:
+    # a 0.2.0 journal before the mark (schema 1) is migrated in place, its rows kept
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path)
+    conn.executescript(schema.OUTBOX_DDL)
+    conn.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)")
+    conn.execute("INSERT INTO meta VALUES ('schema_version', '1')")
+    conn.execute("INSERT INTO outbox (call_id, kind, payload, created_at) "
+                 "VALUES ('c1', 'StartApp', '{}', 1)")
+    conn.commit()
+    assert schema.migrate(conn) == 1
+    assert conn.execute("SELECT call_id, sent_at FROM outbox").fetchall() == [("c1", None)]
+    assert schema.schema_version(conn) == schema.SCHEMA_VERSION == 2
+    conn.close()
