@@ -93,7 +93,18 @@ def find_office(name: str) -> Office | None:
         recordings=Path(raw.get("recordings") or ""),
         raw=raw,
     )
+    # offices of one lab share ports: a stopped office's port may answer for another one
+    if raw.get("pid") is not None and not pid_alive(raw["pid"]):
+        return None
     return office if _port_answers(office.ami_host, office.ami_port) else None
+
+
+def pid_alive(pid: object) -> bool:
+    try:
+        os.kill(int(str(pid)), 0)
+    except (ValueError, OSError):
+        return False
+    return True
 
 
 def read_env_file(path: Path) -> dict[str, str]:
