@@ -37,10 +37,15 @@ class Lookup(Protocol):
     async def query(self, vtql: str) -> list[dict[str, object]]: ...
 
 
+def creates_row(config: Config, row: Row) -> bool:
+    """Each arrival of this callback inserts a row (vtiger's StartApp; SalesPlatform
+    updates its (call, user) row instead)."""
+    return config.crm.profile == "vtiger" and row.kind == CREATES_ROW
+
+
 def must_ask(config: Config, row: Row) -> bool:
     """This row may have created vtiger's row already: it went out and no answer was kept."""
-    return (config.crm.profile == "vtiger" and row.kind == CREATES_ROW
-            and row.sent_at is not None)
+    return creates_row(config, row) and row.sent_at is not None
 
 
 async def already_in_crm(lookup: Lookup | None, call_id: str) -> bool:
@@ -68,6 +73,6 @@ async def arrived_before(config: Config, lookup: Lookup | None, journal: Journal
         log.info("call %s: vtiger already holds the row of its StartApp: not sent again",
                  row.call_id)
         return True
-    if row.kind == CREATES_ROW:
+    if creates_row(config, row):
         await journal.write(partial(outbox.mark_sent, row_id=row.id, at=time.time()))
     return False

@@ -13,14 +13,11 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs
 
-import pytest
-
-from tests.lab.lab import Office, PincRun, find_office, find_vtiger, lab_dir, office_config
+from tests.lab.lab import Crm, Office, PincRun, office_config
 from tests.lab.test_crm_rows import ANNA, Ami, crm_rows, crm_section, free_port, settled
 
 TIMEOUT = 1.0  # crm.timeout for this pinc
@@ -92,20 +89,8 @@ class LateProxy:
         self.server.server_close()
 
 
-@pytest.fixture
-def local_office() -> Iterator[Office]:
-    if lab_dir() is None:
-        pytest.skip("the lab tier needs PINC_LAB (see tests/lab/README.md)")
-    office = find_office("local")
-    if office is None:
-        pytest.skip("no local office running in $PINC_LAB")
-    yield office
-
-
-def test_a_late_startapp_answer_leaves_one_row(local_office: Office, tmp_path: Path) -> None:
-    vtiger = find_vtiger()
-    if vtiger is None:
-        pytest.skip("vtiger is not up in $PINC_LAB")
+def test_a_late_startapp_answer_leaves_one_row(local_office: Office, vtiger: Crm,
+                                               tmp_path: Path) -> None:
     with LateProxy(vtiger.url) as proxy:
         port = free_port()
         crm = {**crm_section(vtiger), "url": proxy.url, "timeout": TIMEOUT}
